@@ -1,0 +1,132 @@
+"""Create the demo: two tenants, a user for each role, templates and a small fleet of lab hosts.
+
+Idempotent: a second run changes nothing and prints the same logins. Passwords
+are generated once and kept in var/demo-logins.txt (mode 600), unless
+DEMO_PASSWORD is set.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from allocations.choices import Role
+from allocations.models import DesktopTemplate, Membership, Quota, Tenant
+from inventory.choices import GPUMode, HostState, TelemetrySource
+from inventory.models import GPU, Host, VGPUProfile
+
+TENANTS = [
+    ("Acme Research", "acme", {"max_desktops": 4, "max_framebuffer_mib": 32768, "max_desktop_hours": 12}),
+    ("Globex Design", "globex", {"max_desktops": 2, "max_framebuffer_mib": 16384, "max_desktop_hours": 8}),
+]
+USERS = [
+    # username, role, tenant slug
+    ("admin", Role.PLATFORM_ADMIN, None),
+    ("auditor", Role.AUDITOR, None),
+    ("alice", Role.TENANT_MEMBER, "acme"),
+    ("bob", Role.TENANT_MEMBER, "globex"),
+]
+HOSTS = [
+    # name, cores, memory MiB, [(pci, model, framebuffer MiB, mode)]
+    ("lab-a40", 64, 262144, [("0000:41:00.0", "A40", 49152, GPUMode.VGPU), ("0000:61:00.0", "A40", 49152, GPUMode.VGPU)]),
+    ("lab-a16", 48, 196608, [(f"0000:{bus:02x}:00.0", "A16", 16384, GPUMode.VGPU) for bus in (0x81, 0x82, 0x83, 0x84)]),
+    ("lab-l40s", 64, 262144, [("0000:c1:00.0", "L40S", 49152, GPUMode.PASSTHROUGH)]),
+]
+TEMPLATES = [
+    # name, profile or None, passthrough model, vcpus, memory MiB, image, tenants
+    ("CAD workstation (A40-8Q)", "A40-8Q", "", 8, 16384, "debian-12-desktop.qcow2", ["acme", "globex"]),
+    ("Office desktop (A16-2B)", "A16-2B", "", 2, 4096, "debian-12-desktop.qcow2", ["acme", "globex"]),
+    ("Render node (A40-24Q)", "A40-24Q", "", 16, 65536, "debian-12-render.qcow2", ["acme"]),
+    ("Whole L40S (passthrough)", None, "L40S", 16, 65536, "debian-12-cuda.qcow2", ["acme"]),
+]
+
+
+def _passwords() -> dict[str, str]:
+    fixed = os.environ.get("DEMO_PASSWORD")
+    if fixed:
+        return {name: fixed for name, _, _ in USERS}
+    path = settings.VAR_DIR / "demo-logins.txt"
+    known = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            name, _, password = line.partition(" ")
+            if name and password:
+                known[name] = password
+    missing = [name for name, _, _ in USERS if name not in known]
+    if missing:
+        for name in missing:
+            known[name] = secrets.token_urlsafe(9)
+        settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text("".join(f"{n} {p}\n" for n, p in known.items()))
+    return known
+
+
+class Command(BaseCommand):
+    help = "Create demo tenants, one user per role, templates and lab hosts (idempotent); print the logins."
+
+    def handle(self, *args, **options):
+        profiles = {p.name: p for p in VGPUProfile.objects.all()}
+        needed = [t[1] for t in TEMPLATES if t[1]]
+        if not all(name in profiles for name in needed):
+            raise CommandError("The vGPU catalog is not loaded: run `manage.py seed_profiles` first.")
+        passwords = _passwords()
+        with transaction.atomic():
+            tenants = {}
+            for name, slug, quota in TENANTS:
+                tenant, _ = Tenant.objects.get_or_create(slug=slug, defaults={"name": name})
+                Quota.objects.get_or_create(tenant=tenant, defaults=quota)
+                tenants[slug] = tenant
+            User = get_user_model()
+            for username, role, slug in USERS:
+                user, created = User.objects.get_or_create(username=username, defaults={"email": f"{username}@example.org"})
+                if created or not user.check_password(passwords[username]):
+                    user.set_password(passwords[username])
+                if role == Role.PLATFORM_ADMIN:
+                    user.is_staff = user.is_superuser = True
+                user.save()
+                Membership.objects.get_or_create(user=user, role=role, tenant=tenants.get(slug))
+            for name, cores, memory, gpus in HOSTS:
+                host, _ = Host.objects.get_or_create(
+                    name=name,
+                    defaults={
+                        "libvirt_uri": "test:///default",
+                        "state": HostState.ONLINE,
+                        "cpu_cores": cores,
+                        "memory_mib": memory,
+                        "telemetry_source": TelemetrySource.SIMULATED,
+                    },
+                )
+                for index, (pci, model, framebuffer, mode) in enumerate(gpus):
+                    GPU.objects.get_or_create(
+                        host=host,
+                        pci_address=pci,
+                        defaults={
+                            "model": model,
+                            "framebuffer_mib": framebuffer,
+                            "mode": mode,
+                            "uuid": f"GPU-{name}-{index:02d}",
+                        },
+                    )
+            for name, profile, model, vcpus, memory, image, slugs in TEMPLATES:
+                template, created = DesktopTemplate.objects.get_or_create(
+                    name=name,
+                    defaults={
+                        "profile": profiles.get(profile) if profile else None,
+                        "passthrough_model": model,
+                        "vcpus": vcpus,
+                        "memory_mib": memory,
+                        "disk_image": image,
+                    },
+                )
+                if created:
+                    template.allowed_tenants.set(tenants[s] for s in slugs)
+        self.stdout.write("Demo logins (http://127.0.0.1:8000/):")
+        for username, role, slug in USERS:
+            where = f" in {tenants[slug].name}" if slug else ""
+            self.stdout.write(f"  {username:<8} {passwords[username]:<14} {role.label}{where}")

@@ -1,0 +1,159 @@
+"""Who may use what: tenants, their members and roles, quotas and desktop templates."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+
+from allocations.choices import PLATFORM_ROLES, Role
+from allocations.querysets import DesktopTemplateQuerySet, MembershipQuerySet, TenantQuerySet
+from inventory.models import VGPUProfile
+
+slug_validator = RegexValidator(r"^[a-z0-9][a-z0-9-]{0,49}$", "Use lower-case letters, digits and hyphens.")
+
+
+class Tenant(models.Model):
+    """An organisation whose members share one quota. Every tenant has exactly one Quota."""
+
+    name = models.CharField(max_length=100, unique=True)
+    slug = models.CharField(max_length=50, unique=True, validators=[slug_validator])
+    description = models.TextField(blank=True)
+    is_active = models.BooleanField(default=True, help_text="Inactive tenants keep their history but get nothing new.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    """A user's role. Platform admins and auditors act platform-wide (no tenant);
+    a tenant member belongs to exactly the tenant named here."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, null=True, blank=True, related_name="memberships")
+    role = models.CharField(max_length=20, choices=Role.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = MembershipQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["user__username", "role"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "tenant", "role"], name="membership_unique_tenant_role"),
+            models.UniqueConstraint(
+                fields=["user", "role"], condition=models.Q(tenant__isnull=True), name="membership_unique_platform_role"
+            ),
+            models.CheckConstraint(
+                condition=(models.Q(role=Role.TENANT_MEMBER) & models.Q(tenant__isnull=False))
+                | (models.Q(role__in=PLATFORM_ROLES) & models.Q(tenant__isnull=True)),
+                name="membership_tenant_matches_role",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        where = self.tenant.name if self.tenant_id else "platform"
+        return f"{self.user} · {self.get_role_display()} · {where}"
+
+    def clean(self):
+        if self.role == Role.TENANT_MEMBER and not self.tenant_id:
+            raise ValidationError({"tenant": "A tenant member must belong to a tenant."})
+        if self.role in PLATFORM_ROLES and self.tenant_id:
+            raise ValidationError({"tenant": f"The {self.get_role_display()} role is platform-wide; leave tenant empty."})
+
+
+class Quota(models.Model):
+    """What one tenant may hold at once. Per-profile limits live in ProfileQuota."""
+
+    tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, related_name="quota")
+    max_desktops = models.PositiveIntegerField(default=2, help_text="Concurrent desktops, counting those in flight.")
+    max_framebuffer_mib = models.PositiveBigIntegerField(
+        default=16384, help_text="Total vGPU framebuffer across the tenant's desktops (whole GPUs count in full)."
+    )
+    max_desktop_hours = models.PositiveIntegerField(
+        default=8, validators=[MinValueValidator(1), MaxValueValidator(24 * 90)], help_text="Longest single desktop."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["tenant__name"]
+
+    def __str__(self) -> str:
+        return f"Quota of {self.tenant}"
+
+
+class ProfileQuota(models.Model):
+    """An optional cap on how many desktops of one vGPU profile a tenant may hold."""
+
+    quota = models.ForeignKey(Quota, on_delete=models.CASCADE, related_name="profile_limits")
+    profile = models.ForeignKey(VGPUProfile, on_delete=models.PROTECT, related_name="+")
+    max_instances = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["profile__name"]
+        constraints = [models.UniqueConstraint(fields=["quota", "profile"], name="profilequota_unique_profile")]
+
+    def __str__(self) -> str:
+        return f"{self.profile} ≤ {self.max_instances}"
+
+
+class DesktopTemplate(models.Model):
+    """What an end user can ask for: a vGPU profile (one instance) or N whole GPUs
+    in passthrough, plus vCPUs, RAM and a disk image; offered to the listed tenants."""
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    profile = models.ForeignKey(
+        VGPUProfile,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="templates",
+        help_text="Leave empty for whole-GPU passthrough.",
+    )
+    passthrough_model = models.CharField(
+        max_length=40, blank=True, help_text="Passthrough only: board model to use (empty = any model)."
+    )
+    gpu_count = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(16)], help_text="Whole GPUs (passthrough)."
+    )
+    vcpus = models.PositiveSmallIntegerField(validators=[MinValueValidator(1), MaxValueValidator(256)])
+    memory_mib = models.PositiveIntegerField(validators=[MinValueValidator(256)])
+    disk_image = models.CharField(max_length=255, help_text="Base image path or volume name on the host.")
+    allowed_tenants = models.ManyToManyField(Tenant, blank=True, related_name="templates")
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = DesktopTemplateQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(profile__isnull=True) | models.Q(gpu_count=1),
+                name="template_vgpu_takes_one_instance",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(profile__isnull=True) | models.Q(passthrough_model=""),
+                name="template_passthrough_model_only_for_passthrough",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_passthrough(self) -> bool:
+        return self.profile_id is None
+
+    def clean(self):
+        if self.profile_id and self.gpu_count != 1:
+            raise ValidationError({"gpu_count": "A vGPU template takes one instance; use passthrough for several GPUs."})
+        if self.profile_id and self.passthrough_model:
+            raise ValidationError({"passthrough_model": "Only passthrough templates name a GPU model."})

@@ -1,0 +1,34 @@
+"""Tenant scoping. User-facing lists start from ``visible_to(user)``."""
+
+from django.db import models
+
+from allocations.choices import Role
+
+
+class MembershipQuerySet(models.QuerySet):
+    def tenant_ids_of(self, user) -> list[int]:
+        return list(
+            self.filter(user=user, role=Role.TENANT_MEMBER, tenant__isnull=False).values_list("tenant_id", flat=True)
+        )
+
+
+class TenantQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        from allocations.services.access import sees_everything
+
+        if sees_everything(user):
+            return self
+        return self.filter(memberships__user=user, memberships__role=Role.TENANT_MEMBER).distinct()
+
+
+class DesktopTemplateQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        from allocations.services.access import sees_everything
+
+        if sees_everything(user):
+            return self
+        return self.filter(
+            is_active=True,
+            allowed_tenants__memberships__user=user,
+            allowed_tenants__memberships__role=Role.TENANT_MEMBER,
+        ).distinct()

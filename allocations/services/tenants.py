@@ -1,0 +1,73 @@
+"""Tenants, their quotas and memberships. One transaction per change, audited."""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from allocations.models import Membership, ProfileQuota, Quota, Tenant
+from audit import services as audit
+from portal.services import create_object, delete_object, update_object
+
+
+def create_tenant(data: dict, *, actor) -> Tenant:
+    """Create a tenant together with its quota (defaults unless ``quota`` is given)."""
+    quota_fields = data.pop("quota", None) or {}
+
+    def add_quota(tenant: Tenant) -> None:
+        create_object(Quota(tenant=tenant, **quota_fields), actor=actor, tenant=tenant)
+
+    tenant = Tenant(**data)
+    return create_object(tenant, actor=actor, tenant=tenant, after_save=add_quota)
+
+
+def update_tenant(tenant: Tenant, changes: dict, *, actor) -> Tenant:
+    return update_object(tenant, changes, actor=actor, tenant=tenant)
+
+
+def delete_tenant(tenant: Tenant, *, actor) -> None:
+    delete_object(tenant, actor=actor, tenant=tenant)
+
+
+def _limits(quota: Quota) -> dict[str, int]:
+    return {pq.profile.name: pq.max_instances for pq in quota.profile_limits.select_related("profile")}
+
+
+def update_quota(quota: Quota, changes: dict, *, actor) -> Quota:
+    """Change a tenant's limits. ``profile_limits`` (a list of {profile, max_instances}),
+    when given, replaces the per-profile caps as a whole."""
+    profile_limits = changes.pop("profile_limits", None)
+    with transaction.atomic():
+        before_limits = _limits(quota)
+        quota = update_object(quota, changes, actor=actor, tenant=quota.tenant)
+        if profile_limits is not None:
+            quota.profile_limits.all().delete()
+            ProfileQuota.objects.bulk_create(
+                ProfileQuota(quota=quota, profile=item["profile"], max_instances=item["max_instances"])
+                for item in profile_limits
+            )
+            after_limits = _limits(quota)
+            if after_limits != before_limits:
+                audit.record(
+                    "quota.profile_limits_updated",
+                    actor=actor,
+                    object_type="allocations.quota",
+                    object_id=quota.pk,
+                    object_repr=str(quota),
+                    tenant_id=quota.tenant_id,
+                    tenant_name=quota.tenant.name,
+                    before={"profile_limits": before_limits},
+                    after={"profile_limits": after_limits},
+                )
+    return quota
+
+
+def create_membership(data: dict, *, actor) -> Membership:
+    return create_object(Membership(**data), actor=actor, tenant=data.get("tenant"))
+
+
+def update_membership(membership: Membership, changes: dict, *, actor) -> Membership:
+    return update_object(membership, changes, actor=actor, tenant=changes.get("tenant", membership.tenant))
+
+
+def delete_membership(membership: Membership, *, actor) -> None:
+    delete_object(membership, actor=actor, tenant=membership.tenant)

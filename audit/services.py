@@ -1,0 +1,75 @@
+"""Writing audit events. Callers pass plain values; this module knows no other app."""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import uuid
+from typing import Any
+
+from django.db import models, transaction
+
+from audit import context
+from audit.models import AuditEvent
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, (decimal.Decimal, uuid.UUID)):
+        return str(value)
+    if isinstance(value, models.Model):
+        return value.pk
+    return value
+
+
+def snapshot(instance: models.Model, *, exclude: tuple[str, ...] = ()) -> dict:
+    """The concrete field values of a row (foreign keys as ids, many-to-many as sorted ids)."""
+    data = {}
+    for f in instance._meta.concrete_fields:
+        if f.name in exclude:
+            continue
+        data[f.attname if f.is_relation else f.name] = _jsonable(f.value_from_object(instance))
+    if instance.pk is not None:
+        for f in instance._meta.many_to_many:
+            if f.name not in exclude:
+                data[f.name] = sorted(getattr(instance, f.name).values_list("pk", flat=True))
+    return data
+
+
+def record(
+    verb: str,
+    *,
+    actor,
+    object_type: str,
+    object_id: Any = "",
+    object_repr: str = "",
+    tenant_id: int | None = None,
+    tenant_name: str = "",
+    before: dict | None = None,
+    after: dict | None = None,
+) -> AuditEvent:
+    """Append one event. Must run inside the transaction of the change it records,
+    so the change and its record commit or vanish together."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError(f"audit.record({verb!r}) must run inside the transaction of the change it records.")
+    ctx = context.current()
+    authenticated = actor is not None and getattr(actor, "is_authenticated", False)
+    return AuditEvent.objects.create(
+        actor_id=actor.pk if authenticated else None,
+        actor_username=actor.get_username() if authenticated else "",
+        tenant_id=tenant_id,
+        tenant_name=tenant_name,
+        verb=verb,
+        object_type=object_type,
+        object_id=str(object_id) if object_id is not None else "",
+        object_repr=str(object_repr)[:200],
+        before=_jsonable(before) if before is not None else None,
+        after=_jsonable(after) if after is not None else None,
+        source_ip=ctx.source_ip,
+        request_id=ctx.request_id,
+    )

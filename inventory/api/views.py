@@ -1,0 +1,56 @@
+from django.db.models import Count
+from rest_framework import viewsets
+
+from inventory.api.filters import GPUFilterSet, HostFilterSet, VGPUProfileFilterSet
+from inventory.api.serializers import GPUSerializer, HostSerializer, VGPUProfileSerializer
+from inventory.models import GPU, Host, VGPUProfile
+from inventory.services import hosts, profiles
+from portal.api import RolePermission, ServiceWriteMixin
+
+# inventory never imports allocations: roles are named by their plain values here.
+# Infrastructure is for operators: end users see their desktops, not the hosts behind them.
+OPERATORS = ("platform-admin", "auditor")
+ADMINS = ("platform-admin",)
+EVERYONE = ("platform-admin", "auditor", "tenant-member")
+
+
+class HostViewSet(ServiceWriteMixin, viewsets.ModelViewSet):
+    """Hypervisor hosts. Platform admins manage them; auditors read them."""
+
+    queryset = Host.objects.annotate(gpu_count=Count("gpus")).order_by("name")
+    serializer_class = HostSerializer
+    filterset_class = HostFilterSet
+    permission_classes = [RolePermission]
+    read_roles, write_roles = OPERATORS, ADMINS
+    ordering_fields = ["name", "state", "last_heartbeat"]
+    create_service = staticmethod(hosts.create_host)
+    update_service = staticmethod(hosts.update_host)
+    delete_service = staticmethod(hosts.delete_host)
+
+
+class GPUViewSet(ServiceWriteMixin, viewsets.ModelViewSet):
+    """Physical GPUs. Platform admins set mode and profile; auditors read them."""
+
+    queryset = GPU.objects.select_related("host", "current_profile")
+    serializer_class = GPUSerializer
+    filterset_class = GPUFilterSet
+    permission_classes = [RolePermission]
+    read_roles, write_roles = OPERATORS, ADMINS
+    ordering_fields = ["host__name", "pci_address", "model"]
+    create_service = staticmethod(hosts.create_gpu)
+    update_service = staticmethod(hosts.update_gpu)
+    delete_service = staticmethod(hosts.delete_gpu)
+
+
+class VGPUProfileViewSet(ServiceWriteMixin, viewsets.ModelViewSet):
+    """The vGPU profile catalog: everyone signed in reads it; platform admins curate it."""
+
+    queryset = VGPUProfile.objects.all()
+    serializer_class = VGPUProfileSerializer
+    filterset_class = VGPUProfileFilterSet
+    permission_classes = [RolePermission]
+    read_roles, write_roles = EVERYONE, ADMINS
+    ordering_fields = ["name", "board", "framebuffer_mib"]
+    create_service = staticmethod(profiles.create_profile)
+    update_service = staticmethod(profiles.update_profile)
+    delete_service = staticmethod(profiles.delete_profile)

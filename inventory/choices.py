@@ -1,0 +1,25 @@
+from django.db import models
+
+
+class HostState(models.TextChoices):
+    ONLINE = "online", "Online"
+    OFFLINE = "offline", "Offline"
+    MAINTENANCE = "maintenance", "Maintenance"
+
+
+class TelemetrySource(models.TextChoices):
+    NVML = "nvml", "NVML"
+    SIMULATED = "simulated", "Simulated"
+
+
+class GPUMode(models.TextChoices):
+    VGPU = "vgpu", "vGPU"
+    PASSTHROUGH = "passthrough", "Passthrough"
+    DISABLED = "disabled", "Disabled"
+
+
+class ProfileSeries(models.TextChoices):
+    Q = "Q", "Q (virtual workstation)"
+    B = "B", "B (business desktop)"
+    A = "A", "A (app streaming)"
+    C = "C", "C (compute)"

@@ -1,0 +1,153 @@
+"""What exists: hypervisor hosts, their physical GPUs and the vGPU profile catalog."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+
+from inventory.choices import GPUMode, HostState, ProfileSeries, TelemetrySource
+from inventory.querysets import GPUQuerySet, HostQuerySet
+
+host_name_validator = RegexValidator(
+    r"^[a-z0-9][a-z0-9-]{0,62}$",
+    "Use lower-case letters, digits and hyphens (it names the host's task queue, host.<name>).",
+)
+pci_address_validator = RegexValidator(
+    r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$",
+    "A PCI address looks like 0000:41:00.0 (domain:bus:slot.function, lower-case hex).",
+)
+
+
+class VGPUProfile(models.Model):
+    """One NVIDIA vGPU profile of one board, e.g. ``A40-8Q``.
+
+    Guarantees: ``max_per_gpu × framebuffer_mib`` never exceeds the board's
+    framebuffer, and the name's series letter matches ``series``.
+    """
+
+    name = models.CharField(max_length=40, unique=True, help_text="e.g. A40-8Q, or A100-1-5C when MIG-backed.")
+    board = models.CharField(max_length=40, db_index=True, help_text="GPU board model, e.g. A40.")
+    board_framebuffer_mib = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    series = models.CharField(max_length=1, choices=ProfileSeries.choices)
+    framebuffer_mib = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    max_per_gpu = models.PositiveSmallIntegerField(validators=[MinValueValidator(1)])
+    mig_backed = models.BooleanField(default=False)
+    mdev_type_id = models.CharField(
+        max_length=40,
+        blank=True,
+        help_text="libvirt mdev type id (nvidia-NNN); differs per driver release, filled in by discovery.",
+    )
+    source = models.CharField(max_length=200, blank=True, help_text="Where the figures come from.")
+
+    class Meta:
+        ordering = ["board", "series", "framebuffer_mib"]
+        verbose_name = "vGPU profile"
+        constraints = [
+            models.CheckConstraint(condition=models.Q(max_per_gpu__gte=1), name="vgpuprofile_max_per_gpu_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self):
+        errors = {}
+        if self.name and self.series and not self.name.endswith(self.series):
+            errors["series"] = f"Profile {self.name} does not end with its series letter {self.series}."
+        if self.board and self.name and not self.name.startswith(f"{self.board}-"):
+            errors["name"] = f"Profile {self.name} does not start with its board {self.board}-."
+        if self.framebuffer_mib and self.max_per_gpu and self.board_framebuffer_mib:
+            if self.framebuffer_mib * self.max_per_gpu > self.board_framebuffer_mib:
+                errors["max_per_gpu"] = (
+                    f"{self.max_per_gpu} × {self.framebuffer_mib} MiB exceeds the board's "
+                    f"{self.board_framebuffer_mib} MiB."
+                )
+        if errors:
+            raise ValidationError(errors)
+
+
+class Host(models.Model):
+    """A hypervisor host reached through libvirt. Only ONLINE hosts take new desktops."""
+
+    name = models.CharField(max_length=63, unique=True, validators=[host_name_validator])
+    libvirt_uri = models.CharField(
+        max_length=255, help_text="qemu:///system, qemu+ssh://host/system, qemu+tls://…, or test:///path for the lab."
+    )
+    state = models.CharField(max_length=20, choices=HostState.choices, default=HostState.OFFLINE, db_index=True)
+    cpu_cores = models.PositiveIntegerField(default=0, help_text="Logical CPUs available to guests.")
+    memory_mib = models.PositiveBigIntegerField(default=0, help_text="RAM available to guests, MiB.")
+    last_heartbeat = models.DateTimeField(null=True, blank=True)
+    telemetry_source = models.CharField(
+        max_length=20,
+        choices=TelemetrySource.choices,
+        default=TelemetrySource.NVML,
+        help_text="Chosen per host, never silently: a host without NVML must be set to simulated explicitly.",
+    )
+    telemetry_status = models.CharField(max_length=200, blank=True, help_text="Last telemetry error, empty when OK.")
+    notes = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = HostQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def queue(self) -> str:
+        """The Celery queue whose worker is the only process touching this host's libvirt."""
+        return f"host.{self.name}"
+
+
+class GPU(models.Model):
+    """A physical GPU in a host.
+
+    Guarantees: a GPU in passthrough or disabled mode runs no vGPU profile, and
+    the profile a vGPU-mode GPU runs belongs to its own board model.
+    """
+
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="gpus")
+    pci_address = models.CharField(max_length=12, validators=[pci_address_validator])
+    uuid = models.CharField(max_length=64, unique=True, null=True, blank=True, help_text="NVML UUID (GPU-…).")
+    model = models.CharField(max_length=40, db_index=True, help_text="Board model, e.g. A40.")
+    framebuffer_mib = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    mode = models.CharField(max_length=20, choices=GPUMode.choices, default=GPUMode.VGPU, db_index=True)
+    current_profile = models.ForeignKey(
+        VGPUProfile,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="gpus",
+        help_text="The one profile type this GPU runs now (equal-size mode); empty when it holds no vGPU.",
+    )
+    present = models.BooleanField(default=True, help_text="False when discovery no longer finds it (drift).")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = GPUQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["host__name", "pci_address"]
+        verbose_name = "GPU"
+        constraints = [
+            models.UniqueConstraint(fields=["host", "pci_address"], name="gpu_unique_pci_address_per_host"),
+            models.CheckConstraint(
+                condition=models.Q(mode=GPUMode.VGPU) | models.Q(current_profile__isnull=True),
+                name="gpu_profile_only_in_vgpu_mode",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.host.name}/{self.pci_address} ({self.model})"
+
+    def clean(self):
+        if self.mode != GPUMode.VGPU and self.current_profile_id:
+            raise ValidationError({"current_profile": f"A GPU in {self.mode} mode cannot run a vGPU profile."})
+        if self.current_profile_id and self.current_profile.board != self.model:
+            raise ValidationError(
+                {"current_profile": f"Profile {self.current_profile.name} is for {self.current_profile.board}, "
+                 f"not for this {self.model}."}
+            )

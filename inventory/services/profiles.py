@@ -1,0 +1,17 @@
+"""Changes to the vGPU profile catalog made by hand (the seed command has its own path)."""
+
+from inventory.models import VGPUProfile
+from portal.services import create_object, delete_object, update_object
+
+
+def create_profile(data: dict, *, actor) -> VGPUProfile:
+    return create_object(VGPUProfile(**data), actor=actor)
+
+
+def update_profile(profile: VGPUProfile, changes: dict, *, actor) -> VGPUProfile:
+    return update_object(profile, changes, actor=actor)
+
+
+def delete_profile(profile: VGPUProfile, *, actor) -> None:
+    """Refused (409) while a GPU runs it or a template or quota names it."""
+    delete_object(profile, actor=actor)

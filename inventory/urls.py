@@ -1,0 +1,10 @@
+from django.urls import path
+
+from inventory import views
+
+app_name = "inventory"
+urlpatterns = [
+    path("", views.overview, name="overview"),
+    path("hosts/<str:name>/", views.host_detail, name="host-detail"),
+    path("profiles/", views.profiles, name="profiles"),
+]
