@@ -2,5 +2,5 @@ from django.apps import AppConfig
 
 
 class AllocationsConfig(AppConfig):
-    default_auto_field = 'django.db.models.BigAutoField'
-    name = 'allocations'
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "allocations"

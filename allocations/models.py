@@ -65,7 +65,9 @@ class Membership(models.Model):
         if self.role == Role.TENANT_MEMBER and not self.tenant_id:
             raise ValidationError({"tenant": "A tenant member must belong to a tenant."})
         if self.role in PLATFORM_ROLES and self.tenant_id:
-            raise ValidationError({"tenant": f"The {self.get_role_display()} role is platform-wide; leave tenant empty."})
+            raise ValidationError(
+                {"tenant": f"The {self.get_role_display()} role is platform-wide; leave tenant empty."}
+            )
 
 
 class Quota(models.Model):
@@ -154,6 +156,8 @@ class DesktopTemplate(models.Model):
 
     def clean(self):
         if self.profile_id and self.gpu_count != 1:
-            raise ValidationError({"gpu_count": "A vGPU template takes one instance; use passthrough for several GPUs."})
+            raise ValidationError(
+                {"gpu_count": "A vGPU template takes one instance; use passthrough for several GPUs."}
+            )
         if self.profile_id and self.passthrough_model:
             raise ValidationError({"passthrough_model": "Only passthrough templates name a GPU model."})

@@ -18,6 +18,8 @@ class TenantQuerySet(models.QuerySet):
 
         if sees_everything(user):
             return self
+        if not getattr(user, "is_authenticated", False):
+            return self.none()
         return self.filter(memberships__user=user, memberships__role=Role.TENANT_MEMBER).distinct()
 
 
@@ -27,6 +29,8 @@ class DesktopTemplateQuerySet(models.QuerySet):
 
         if sees_everything(user):
             return self
+        if not getattr(user, "is_authenticated", False):
+            return self.none()
         return self.filter(
             is_active=True,
             allowed_tenants__memberships__user=user,

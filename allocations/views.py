@@ -16,9 +16,9 @@ def home(request):
     context = {"roles": roles}
     if roles.tenant_ids:
         context["tenants"] = (
-            Tenant.objects.filter(pk__in=roles.tenant_ids).select_related("quota").prefetch_related(
-                "quota__profile_limits__profile"
-            )
+            Tenant.objects.filter(pk__in=roles.tenant_ids)
+            .select_related("quota")
+            .prefetch_related("quota__profile_limits__profile")
         )
         context["templates"] = DesktopTemplate.objects.visible_to(request.user).select_related("profile")
     if roles.platform_admin or roles.auditor:

@@ -18,7 +18,7 @@ class RequestContext:
     request_id: str = ""
 
 
-_current: contextvars.ContextVar[RequestContext] = contextvars.ContextVar("audit_request", default=RequestContext())
+_current: contextvars.ContextVar[RequestContext] = contextvars.ContextVar("audit_request", default=RequestContext())  # noqa: B039 (frozen dataclass: immutable)
 
 
 def current() -> RequestContext:

@@ -28,10 +28,11 @@ def _jsonable(value: Any) -> Any:
 
 
 def snapshot(instance: models.Model, *, exclude: tuple[str, ...] = ()) -> dict:
-    """The concrete field values of a row (foreign keys as ids, many-to-many as sorted ids)."""
+    """The concrete field values of a row (foreign keys as ids, many-to-many as sorted ids).
+    Bookkeeping timestamps (``auto_now``) are left out: the event has its own time."""
     data = {}
     for f in instance._meta.concrete_fields:
-        if f.name in exclude:
+        if f.name in exclude or getattr(f, "auto_now", False):
             continue
         data[f.attname if f.is_relation else f.name] = _jsonable(f.value_from_object(instance))
     if instance.pk is not None:

@@ -14,6 +14,4 @@ def event_list(request):
     page = Paginator(events, 50).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
-    return render(
-        request, "audit/event_list.html", {"filterset": filterset, "page": page, "query": query.urlencode()}
-    )
+    return render(request, "audit/event_list.html", {"filterset": filterset, "page": page, "query": query.urlencode()})

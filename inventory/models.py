@@ -148,6 +148,8 @@ class GPU(models.Model):
             raise ValidationError({"current_profile": f"A GPU in {self.mode} mode cannot run a vGPU profile."})
         if self.current_profile_id and self.current_profile.board != self.model:
             raise ValidationError(
-                {"current_profile": f"Profile {self.current_profile.name} is for {self.current_profile.board}, "
-                 f"not for this {self.model}."}
+                {
+                    "current_profile": f"Profile {self.current_profile.name} is for {self.current_profile.board}, "
+                    f"not for this {self.model}."
+                }
             )

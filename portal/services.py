@@ -115,8 +115,14 @@ def delete_object(instance: models.Model, *, actor, tenant=None) -> None:
             with transaction.atomic():
                 instance.delete()
         except (ProtectedError, RestrictedError) as exc:
-            holders = sorted({str(obj) for obj in list(exc.protected_objects if hasattr(exc, "protected_objects")
-                                                          else exc.restricted_objects)[:5]})
+            holders = sorted(
+                {
+                    str(obj)
+                    for obj in list(
+                        exc.protected_objects if hasattr(exc, "protected_objects") else exc.restricted_objects
+                    )[:5]
+                }
+            )
             raise Conflict(
                 f"{text} is still in use and cannot be deleted (used by: {', '.join(holders)}).",
                 details={"used_by": holders},

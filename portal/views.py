@@ -15,8 +15,9 @@ def healthz(request):
 
 def _error_page(request, status: int, title: str, message: str):
     if request.path.startswith("/api/"):
-        return JsonResponse({"error": {"status": status, "code": title.lower().replace(" ", "_"), "message": message}},
-                            status=status)
+        return JsonResponse(
+            {"error": {"status": status, "code": title.lower().replace(" ", "_"), "message": message}}, status=status
+        )
     return render(request, "error.html", {"title": title, "message": message}, status=status)
 
 

@@ -21,8 +21,14 @@ class QuotaSerializer(serializers.ModelSerializer):
     class Meta:
         model = Quota
         fields = [
-            "id", "tenant", "tenant_name", "max_desktops", "max_framebuffer_mib", "max_desktop_hours",
-            "profile_limits", "updated_at",
+            "id",
+            "tenant",
+            "tenant_name",
+            "max_desktops",
+            "max_framebuffer_mib",
+            "max_desktop_hours",
+            "profile_limits",
+            "updated_at",
         ]
         read_only_fields = ["tenant", "updated_at"]
 
@@ -49,7 +55,6 @@ class TenantSerializer(serializers.ModelSerializer):
         model = Tenant
         fields = ["id", "name", "slug", "description", "is_active", "quota", "created_at"]
         read_only_fields = ["created_at"]
-
 
 
 class TenantUpdateSerializer(serializers.ModelSerializer):
@@ -81,8 +86,20 @@ class DesktopTemplateSerializer(serializers.ModelSerializer):
     class Meta:
         model = DesktopTemplate
         fields = [
-            "id", "name", "description", "profile", "is_passthrough", "passthrough_model", "gpu_count",
-            "framebuffer_mib", "vcpus", "memory_mib", "disk_image", "allowed_tenants", "is_active", "created_at",
+            "id",
+            "name",
+            "description",
+            "profile",
+            "is_passthrough",
+            "passthrough_model",
+            "gpu_count",
+            "framebuffer_mib",
+            "vcpus",
+            "memory_mib",
+            "disk_image",
+            "allowed_tenants",
+            "is_active",
+            "created_at",
         ]
         read_only_fields = ["created_at"]
 

@@ -1,8 +1,8 @@
+from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, viewsets
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
-from drf_spectacular.utils import extend_schema
 
 from allocations.api.filters import DesktopTemplateFilterSet, MembershipFilterSet, QuotaFilterSet, TenantFilterSet
 from allocations.api.serializers import (
@@ -26,6 +26,8 @@ EVERYONE = (Role.PLATFORM_ADMIN, Role.AUDITOR, Role.TENANT_MEMBER)
 class TenantViewSet(ServiceWriteMixin, viewsets.ModelViewSet):
     """Tenants. End users see their own; admins and auditors see all; admins change them."""
 
+    queryset = Tenant.objects.none()  # the real rows come from get_queryset(); this names the model
+
     serializer_class = TenantSerializer
     filterset_class = TenantFilterSet
     permission_classes = [RolePermission]
@@ -45,10 +47,15 @@ class TenantViewSet(ServiceWriteMixin, viewsets.ModelViewSet):
 
 
 class QuotaViewSet(
-    ServiceWriteMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin,
+    ServiceWriteMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
     viewsets.GenericViewSet,
 ):
     """Tenant quotas. Created with their tenant; admins change the limits."""
+
+    queryset = Quota.objects.none()  # the real rows come from get_queryset(); this names the model
 
     serializer_class = QuotaSerializer
     filterset_class = QuotaFilterSet
@@ -68,6 +75,8 @@ class QuotaViewSet(
 class MembershipViewSet(ServiceWriteMixin, viewsets.ModelViewSet):
     """Who holds which role. Admins grant and revoke; auditors read all; users read their own."""
 
+    queryset = Membership.objects.none()  # the real rows come from get_queryset(); this names the model
+
     serializer_class = MembershipSerializer
     filterset_class = MembershipFilterSet
     permission_classes = [RolePermission]
@@ -86,6 +95,8 @@ class MembershipViewSet(ServiceWriteMixin, viewsets.ModelViewSet):
 
 class DesktopTemplateViewSet(ServiceWriteMixin, viewsets.ModelViewSet):
     """Desktop templates. End users see the active ones offered to their tenants."""
+
+    queryset = DesktopTemplate.objects.none()  # the real rows come from get_queryset(); this names the model
 
     serializer_class = DesktopTemplateSerializer
     filterset_class = DesktopTemplateFilterSet

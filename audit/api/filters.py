@@ -11,5 +11,15 @@ class AuditEventFilterSet(django_filters.FilterSet):
 
     class Meta:
         model = AuditEvent
-        fields = ["verb", "verb_prefix", "object_type", "object_id", "actor", "actor_id", "tenant_id", "request_id",
-                  "since", "until"]
+        fields = [
+            "verb",
+            "verb_prefix",
+            "object_type",
+            "object_id",
+            "actor",
+            "actor_id",
+            "tenant_id",
+            "request_id",
+            "since",
+            "until",
+        ]

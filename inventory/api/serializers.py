@@ -7,8 +7,16 @@ class VGPUProfileSerializer(serializers.ModelSerializer):
     class Meta:
         model = VGPUProfile
         fields = [
-            "id", "name", "board", "board_framebuffer_mib", "series", "framebuffer_mib",
-            "max_per_gpu", "mig_backed", "mdev_type_id", "source",
+            "id",
+            "name",
+            "board",
+            "board_framebuffer_mib",
+            "series",
+            "framebuffer_mib",
+            "max_per_gpu",
+            "mig_backed",
+            "mdev_type_id",
+            "source",
         ]
 
 
@@ -19,8 +27,20 @@ class HostSerializer(serializers.ModelSerializer):
     class Meta:
         model = Host
         fields = [
-            "id", "name", "libvirt_uri", "state", "cpu_cores", "memory_mib", "last_heartbeat",
-            "telemetry_source", "telemetry_status", "notes", "gpu_count", "queue", "created_at", "updated_at",
+            "id",
+            "name",
+            "libvirt_uri",
+            "state",
+            "cpu_cores",
+            "memory_mib",
+            "last_heartbeat",
+            "telemetry_source",
+            "telemetry_status",
+            "notes",
+            "gpu_count",
+            "queue",
+            "created_at",
+            "updated_at",
         ]
         read_only_fields = ["last_heartbeat", "telemetry_status", "created_at", "updated_at"]
 
@@ -32,7 +52,18 @@ class GPUSerializer(serializers.ModelSerializer):
     class Meta:
         model = GPU
         fields = [
-            "id", "host", "host_name", "pci_address", "uuid", "model", "framebuffer_mib", "mode",
-            "current_profile", "current_profile_name", "present", "created_at", "updated_at",
+            "id",
+            "host",
+            "host_name",
+            "pci_address",
+            "uuid",
+            "model",
+            "framebuffer_mib",
+            "mode",
+            "current_profile",
+            "current_profile_name",
+            "present",
+            "created_at",
+            "updated_at",
         ]
         read_only_fields = ["present", "created_at", "updated_at"]

@@ -33,7 +33,12 @@ USERS = [
 ]
 HOSTS = [
     # name, cores, memory MiB, [(pci, model, framebuffer MiB, mode)]
-    ("lab-a40", 64, 262144, [("0000:41:00.0", "A40", 49152, GPUMode.VGPU), ("0000:61:00.0", "A40", 49152, GPUMode.VGPU)]),
+    (
+        "lab-a40",
+        64,
+        262144,
+        [("0000:41:00.0", "A40", 49152, GPUMode.VGPU), ("0000:61:00.0", "A40", 49152, GPUMode.VGPU)],
+    ),
     ("lab-a16", 48, 196608, [(f"0000:{bus:02x}:00.0", "A16", 16384, GPUMode.VGPU) for bus in (0x81, 0x82, 0x83, 0x84)]),
     ("lab-l40s", 64, 262144, [("0000:c1:00.0", "L40S", 49152, GPUMode.PASSTHROUGH)]),
 ]
@@ -84,7 +89,9 @@ class Command(BaseCommand):
                 tenants[slug] = tenant
             User = get_user_model()
             for username, role, slug in USERS:
-                user, created = User.objects.get_or_create(username=username, defaults={"email": f"{username}@example.org"})
+                user, created = User.objects.get_or_create(
+                    username=username, defaults={"email": f"{username}@example.org"}
+                )
                 if created or not user.check_password(passwords[username]):
                     user.set_password(passwords[username])
                 if role == Role.PLATFORM_ADMIN:

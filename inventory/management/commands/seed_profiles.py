@@ -23,4 +23,6 @@ class Command(BaseCommand):
             f"{result.unchanged} unchanged."
         )
         if result.not_in_file:
-            self.stdout.write(f"Kept {len(result.not_in_file)} profile(s) not in the file: {', '.join(result.not_in_file)}")
+            self.stdout.write(
+                f"Kept {len(result.not_in_file)} profile(s) not in the file: {', '.join(result.not_in_file)}"
+            )

@@ -1,0 +1,50 @@
+# The two commands: `make run` (portal + demo lab on http://127.0.0.1:8000) and `make test`.
+SHELL := /bin/bash
+PY := .venv/bin/python
+MANAGE := $(PY) manage.py
+HOST ?= 127.0.0.1
+PORT ?= 8000
+REDIS_URL ?= redis://127.0.0.1:6379/0
+export REDIS_URL
+
+.PHONY: run test test-pg venv migrate seed redis lint check clean
+
+venv:
+	@scripts/bootstrap.sh
+
+migrate: venv
+	$(MANAGE) migrate --noinput
+	$(MANAGE) collectstatic --noinput -v0
+
+seed: migrate
+	$(MANAGE) seed_profiles
+	$(MANAGE) seed_demo
+
+# Start a local Redis (Celery broker, Channels layer) unless one already answers.
+redis:
+	@command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+	@redis-cli -u $(REDIS_URL) ping >/dev/null 2>&1 || { mkdir -p var/redis && redis-server --bind 127.0.0.1 --port $$(echo $(REDIS_URL) | sed -E 's|.*:([0-9]+)/.*|\1|') --dir var/redis --daemonize yes --logfile $(CURDIR)/var/redis.log && echo "Redis started ($(REDIS_URL))"; }
+
+run: seed redis
+	@echo
+	@echo "Portal: http://$(HOST):$(PORT)/   API docs: http://$(HOST):$(PORT)/api/docs/   (Ctrl-C stops it)"
+	@cat var/demo-logins.txt 2>/dev/null | awk 'BEGIN{print "Demo logins (user password):"} {print "  " $$0}' || true
+	.venv/bin/daphne -b $(HOST) -p $(PORT) portal.asgi:application
+
+# Fast tier on SQLite unless DATABASE_URL points elsewhere (CI sets PostgreSQL).
+test: venv
+	.venv/bin/ruff check .
+	$(MANAGE) check
+	$(MANAGE) makemigrations --check --dry-run
+	.venv/bin/pytest
+
+# What CI runs: the suite against real PostgreSQL and Redis servers on loopback.
+test-pg: venv
+	eval "$$(scripts/services.sh start)" && $(MAKE) test
+
+lint: venv
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+clean:
+	rm -rf .venv staticfiles .pytest_cache .ruff_cache

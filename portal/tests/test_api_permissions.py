@@ -1,0 +1,214 @@
+"""The permission matrix: every endpoint × every verb × the four personas (and anonymous).
+
+The expected outcome of each cell is declared in ACCESS below, the product's
+access policy written as a table; each cell is its own test, on a fresh world.
+Successful writes must leave exactly their audit event; refused ones must change
+nothing and record nothing.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from allocations.choices import Role
+from allocations.models import Membership
+from allocations.tests.factories import make_membership, make_template, make_user
+from audit.models import AuditEvent
+from inventory.tests.factories import make_gpu, make_host, make_profile
+
+ADMIN, AUDITOR, MEMBER, OUTSIDER = "platform_admin", "auditor", "tenant_member", "outsider"
+PERSONAS = (ADMIN, AUDITOR, MEMBER, OUTSIDER)
+EVERYONE = set(PERSONAS)
+
+# endpoint: who may read, who may write, which verbs exist, and whether rows are tenant-scoped
+ACCESS = {
+    "hosts": {"read": {ADMIN, AUDITOR}, "write": {ADMIN}, "verbs": "LRCUD", "scoped": False},
+    "gpus": {"read": {ADMIN, AUDITOR}, "write": {ADMIN}, "verbs": "LRCUD", "scoped": False},
+    "vgpu-profiles": {"read": EVERYONE, "write": {ADMIN}, "verbs": "LRCUD", "scoped": False},
+    "tenants": {"read": EVERYONE, "write": {ADMIN}, "verbs": "LRCUD", "scoped": True},
+    "quotas": {"read": EVERYONE, "write": {ADMIN}, "verbs": "LRU", "scoped": True},
+    "memberships": {"read": EVERYONE, "write": {ADMIN}, "verbs": "LRCUD", "scoped": True},
+    "templates": {"read": EVERYONE, "write": {ADMIN}, "verbs": "LRCUD", "scoped": True},
+    "audit-events": {"read": {ADMIN, AUDITOR}, "write": set(), "verbs": "LR", "scoped": False},
+}
+VERBS = {"L": "list", "R": "retrieve", "C": "create", "U": "update", "D": "delete"}
+SUCCESS = {"list": 200, "retrieve": 200, "create": 201, "update": 200, "delete": 204}
+
+
+@pytest.fixture
+def world(personas, tenant, other_tenant):
+    """One row of each kind, owned by ``tenant`` where rows have an owner."""
+    profile = make_profile("A40-8Q")
+    make_profile("A40-4Q")
+    spare_profile = make_profile("A16-2B")
+    host = make_host("gpu-1")
+    gpu = make_gpu(host)
+    template = make_template("CAD", profile=profile, tenants=[tenant])
+    make_template("Globex only", profile=profile, tenants=[other_tenant])
+    make_user("newcomer")
+    AuditEvent.objects.create(verb="seed.done", object_type="test.seed")
+    membership = Membership.objects.get(user=personas[MEMBER])
+    return {
+        "hosts": {
+            "row": host,
+            "create": {"name": "gpu-2", "libvirt_uri": "qemu:///system"},
+            "update": {"state": "maintenance"},
+        },
+        "gpus": {
+            "row": gpu,
+            "create": {"host": host.pk, "pci_address": "0000:42:00.0", "model": "A40", "framebuffer_mib": 49152},
+            "update": {"current_profile": profile.pk},
+        },
+        "vgpu-profiles": {
+            "row": spare_profile,
+            "create": {
+                "name": "A40-2Q",
+                "board": "A40",
+                "board_framebuffer_mib": 49152,
+                "series": "Q",
+                "framebuffer_mib": 2048,
+                "max_per_gpu": 24,
+            },
+            "update": {"mdev_type_id": "nvidia-558"},
+        },
+        "tenants": {
+            "row": tenant,
+            "create": {"name": "Initech", "slug": "initech", "quota": {"max_desktops": 3}},
+            "update": {"description": "Materials science"},
+        },
+        "quotas": {"row": tenant.quota, "update": {"max_desktops": 9}},
+        "memberships": {
+            "row": membership,
+            "create": {"user": "newcomer", "tenant": tenant.pk, "role": Role.TENANT_MEMBER},
+            "update": {"tenant": other_tenant.pk},
+        },
+        "templates": {
+            "row": template,
+            "create": {
+                "name": "Office",
+                "profile": "A40-4Q",
+                "vcpus": 2,
+                "memory_mib": 4096,
+                "disk_image": "debian-12.qcow2",
+                "allowed_tenants": [tenant.pk],
+            },
+            "update": {"vcpus": 6},
+        },
+        "audit-events": {"row": AuditEvent.objects.get(verb="seed.done")},
+    }
+
+
+def _expected(endpoint: str, verb: str, persona: str | None) -> int:
+    rule = ACCESS[endpoint]
+    if persona is None:
+        return 401
+    letter = {"create": "C", "update": "U", "delete": "D"}.get(verb)
+    if letter and letter not in rule["verbs"]:
+        return 405  # the verb does not exist here, for anyone signed in
+    allowed = rule["read"] if verb in ("list", "retrieve") else rule["write"]
+    if persona not in allowed:
+        return 403
+    if verb == "retrieve" and rule["scoped"] and persona == OUTSIDER:
+        return 404  # another tenant's row: "not found", never "forbidden"
+    return SUCCESS[verb]
+
+
+CASES = [(endpoint, verb, persona) for endpoint in ACCESS for verb in VERBS.values() for persona in (*PERSONAS, None)]
+
+
+@pytest.mark.parametrize("endpoint,verb,persona", CASES, ids=[f"{e}-{v}-{p or 'anonymous'}" for e, v, p in CASES])
+def test_permission_matrix(api, personas, world, endpoint, verb, persona):
+    client = api.as_user(personas[persona] if persona else None)
+    data = world[endpoint]
+    base = f"/api/{endpoint}/"
+    detail = f"{base}{data['row'].pk}/"
+    events_before = AuditEvent.objects.count()
+
+    if verb == "list":
+        response = client.get(base)
+    elif verb == "retrieve":
+        response = client.get(detail)
+    elif verb == "create":
+        response = client.post(base, data.get("create", {}), format="json")
+    elif verb == "update":
+        response = client.patch(detail, data.get("update", {}), format="json")
+    else:
+        response = client.delete(detail)
+
+    expected = _expected(endpoint, verb, persona)
+    assert response.status_code == expected, response.content
+    if expected >= 400:
+        body = response.json()
+        assert body["error"]["status"] == expected
+        assert body["error"]["message"]
+    written = AuditEvent.objects.count() - events_before
+    if verb in ("create", "update", "delete") and expected < 300:
+        assert written >= 1, "a successful write must be audited"
+        assert AuditEvent.objects.filter(actor_id=personas[persona].pk).exists()
+    else:
+        assert written == 0, "a read or a refused write must record nothing"
+
+
+def test_matrix_covers_every_registered_endpoint():
+    from portal.urls import router
+
+    assert {prefix for prefix, _, _ in router.registry} == set(ACCESS)
+
+
+def test_refused_write_changes_nothing(api, personas, world):
+    host = world["hosts"]["row"]
+    response = api.as_user(personas[AUDITOR]).patch(f"/api/hosts/{host.pk}/", {"state": "offline"}, format="json")
+    assert response.status_code == 403
+    assert response.json()["error"]["message"] == "Auditors have read-only access."
+    host.refresh_from_db()
+    assert host.state == "online"
+
+
+@pytest.mark.parametrize("endpoint", ["tenants", "quotas", "templates", "memberships"])
+def test_tenant_member_lists_only_own_tenant_rows(api, personas, world, tenant, other_tenant, endpoint):
+    member_rows = api.as_user(personas[MEMBER]).get(f"/api/{endpoint}/").json()["results"]
+    outsider_rows = api.as_user(personas[OUTSIDER]).get(f"/api/{endpoint}/").json()["results"]
+    admin_rows = api.as_user(personas[ADMIN]).get(f"/api/{endpoint}/").json()["results"]
+    member_ids = {row["id"] for row in member_rows}
+    outsider_ids = {row["id"] for row in outsider_rows}
+    assert member_ids and outsider_ids
+    assert not member_ids & outsider_ids
+    assert member_ids | outsider_ids <= {row["id"] for row in admin_rows}
+
+
+def test_end_user_does_not_learn_which_tenants_share_a_template(api, personas, world):
+    row = api.as_user(personas[MEMBER]).get("/api/templates/").json()["results"][0]
+    assert "allowed_tenants" not in row
+    admin_row = api.as_user(personas[ADMIN]).get("/api/templates/").json()["results"][0]
+    assert "allowed_tenants" in admin_row
+
+
+def test_session_auth_works_and_token_endpoint_issues_tokens(client, personas, world):
+    client.force_login(personas[AUDITOR])
+    assert client.get("/api/hosts/").status_code == 200
+    anonymous = type(client)()
+    response = anonymous.post("/api/auth/token/", {"username": "auditor", "password": "pw-for-tests-1"})
+    assert response.status_code == 200
+    token = response.json()["token"]
+    assert anonymous.get("/api/hosts/", HTTP_AUTHORIZATION=f"Token {token}").status_code == 200
+    bad = anonymous.post("/api/auth/token/", {"username": "auditor", "password": "wrong"})
+    assert bad.status_code == 400
+    assert bad.json()["error"]["message"].startswith("Invalid input.")
+
+
+def test_user_without_any_role_is_refused_everywhere(api, world):
+    nobody = get_user_model().objects.get(username="newcomer")
+    for endpoint in ACCESS:
+        assert api.as_user(nobody).get(f"/api/{endpoint}/").status_code == 403
+
+
+def test_me_reports_roles_and_tenants(api, personas, tenant):
+    body = api.as_user(personas[MEMBER]).get("/api/me/").json()
+    assert body == {
+        "username": "alice",
+        "roles": ["tenant-member"],
+        "tenants": [{"id": tenant.pk, "name": tenant.name, "slug": tenant.slug}],
+    }
+    make_membership(personas[MEMBER], Role.AUDITOR)
+    assert api.as_user(personas[MEMBER]).get("/api/me/").json()["roles"] == ["auditor", "tenant-member"]

@@ -1,0 +1,79 @@
+"""Server-rendered pages per role: what each persona sees and what it is refused."""
+
+import pytest
+
+from allocations.tests.factories import make_template
+from audit.models import AuditEvent
+from inventory.tests.factories import make_gpu, make_host, make_profile
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def fleet(tenant, other_tenant):
+    profile = make_profile("A40-8Q")
+    host = make_host("gpu-1")
+    make_gpu(host, current_profile=profile)
+    make_gpu(host, "0000:61:00.0", mode="passthrough")
+    make_template("CAD workstation", profile=profile, tenants=[tenant])
+    make_template("Globex secret", profile=profile, tenants=[other_tenant])
+    AuditEvent.objects.create(verb="host.created", object_type="inventory.host", object_repr="gpu-1")
+
+
+def test_anonymous_users_are_sent_to_log_in(client):
+    for url in ("/", "/inventory/", "/audit/", "/inventory/profiles/"):
+        response = client.get(url)
+        assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
+    login = client.get("/accounts/login/")
+    assert login.status_code == 200 and b'name="password"' in login.content
+
+
+def test_logging_in_with_the_form_lands_on_home(client, tenant_member, fleet):
+    response = client.post("/accounts/login/", {"username": "alice", "password": "pw-for-tests-1"}, follow=True)
+    assert response.status_code == 200
+    assert b"Welcome, alice" in response.content
+    wrong = type(client)().post("/accounts/login/", {"username": "alice", "password": "nope"})
+    assert b"match. Please try again" in wrong.content
+
+
+def test_end_user_home_shows_own_quota_and_templates_only(client, tenant_member, fleet):
+    client.force_login(tenant_member)
+    page = client.get("/").content.decode()
+    assert "Acme Research" in page and "CAD workstation" in page
+    assert "Globex" not in page
+    assert "Inventory" not in page and "Audit log" not in page  # no links to pages it cannot open
+
+
+def test_end_user_cannot_open_operator_pages(client, tenant_member, fleet):
+    client.force_login(tenant_member)
+    for url in ("/inventory/", "/inventory/hosts/gpu-1/", "/audit/"):
+        response = client.get(url)
+        assert response.status_code == 403
+        assert b"Forbidden" in response.content
+
+
+def test_admin_sees_the_fleet_as_gpu_tiles(client, platform_admin, fleet):
+    client.force_login(platform_admin)
+    home = client.get("/").content.decode()
+    assert "Latest audit events" in home and "host.created" in home
+    page = client.get("/inventory/").content.decode()
+    assert "gpu-1" in page and "0000:41:00.0" in page and "A40-8Q (max 6)" in page
+    assert "mode-passthrough" in page
+    detail = client.get("/inventory/hosts/gpu-1/").content.decode()
+    assert "host.gpu-1" in detail
+    assert client.get("/inventory/hosts/nope/").status_code == 404
+
+
+def test_auditor_filters_the_log(client, auditor, fleet):
+    AuditEvent.objects.create(verb="quota.updated", object_type="allocations.quota", tenant_name="Acme Research")
+    client.force_login(auditor)
+    page = client.get("/audit/", {"verb_prefix": "quota."}).content.decode()
+    assert "1 event" in page and "quota.updated" in page and "host.created" not in page
+    bad = client.get("/audit/", {"since": "not-a-date"}).content.decode()
+    assert "Some filters are invalid" in bad
+
+
+def test_profile_catalog_page_is_open_to_every_role(client, tenant_member, fleet):
+    client.force_login(tenant_member)
+    page = client.get("/inventory/profiles/").content.decode()
+    assert "A40-8Q" in page
