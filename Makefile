@@ -28,7 +28,6 @@ redis:
 run: seed redis
 	@echo
 	@echo "Portal: http://$(HOST):$(PORT)/   API docs: http://$(HOST):$(PORT)/api/docs/   (Ctrl-C stops it)"
-	@cat var/demo-logins.txt 2>/dev/null | awk 'BEGIN{print "Demo logins (user password):"} {print "  " $$0}' || true
 	.venv/bin/daphne -b $(HOST) -p $(PORT) portal.asgi:application
 
 # Fast tier on SQLite unless DATABASE_URL points elsewhere (CI sets PostgreSQL).

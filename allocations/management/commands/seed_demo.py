@@ -133,7 +133,7 @@ class Command(BaseCommand):
                 )
                 if created:
                     template.allowed_tenants.set(tenants[s] for s in slugs)
-        self.stdout.write("Demo logins (http://127.0.0.1:8000/):")
+        self.stdout.write("Demo logins (user, password, role):")
         for username, role, slug in USERS:
             where = f" in {tenants[slug].name}" if slug else ""
             self.stdout.write(f"  {username:<8} {passwords[username]:<14} {role.label}{where}")
