@@ -19,6 +19,7 @@ migrate: venv
 seed: migrate
 	$(MANAGE) seed_profiles
 	$(MANAGE) seed_demo
+	$(MANAGE) lab create --flavour test
 
 # Start a local Redis (Celery broker, Channels layer) unless one already answers.
 redis:

@@ -80,3 +80,47 @@ def api():
 
     client.as_user = as_user
     return client
+
+
+LAB_CATALOG = """board,board_framebuffer_gib,profile,series,framebuffer_mib,max_per_gpu,mig_backed,source
+A40,48,A40-4Q,Q,4096,12,no,test
+A40,48,A40-8Q,Q,8192,6,no,test
+A40,48,A40-24Q,Q,24576,2,no,test
+A40,48,A40-48Q,Q,49152,1,no,test
+A16,16,A16-2B,B,2048,8,no,test
+A16,16,A16-16Q,Q,16384,1,no,test
+L40S,48,L40S-48Q,Q,49152,1,no,test
+"""
+
+
+@pytest.fixture
+def catalog(db, tmp_path):
+    """A small vGPU catalog (A40, A16, L40S) loaded through the real loader."""
+    from inventory.services.catalog import load_catalog
+
+    path = tmp_path / "catalog.csv"
+    path.write_text(LAB_CATALOG)
+    load_catalog(path)
+
+
+@pytest.fixture
+def lab(catalog, tmp_path):
+    """A test-driver lab: ``lab("lab-a40=A40x2")`` → a synced Host on libvirt's test driver."""
+    from inventory.drivers.libvirt import forget_connection
+    from inventory.services.lab import LabHostSpec, create_lab_host
+    from inventory.services.sync import sync_host
+
+    directory = tmp_path / "lab"
+    made = []
+
+    def build(spec: str = "lab-a40=A40x2", *, sync: bool = True):
+        host = create_lab_host(LabHostSpec.parse(spec), directory=directory, flavour="test")
+        made.append(host.libvirt_uri)
+        if sync:
+            sync_host(host)
+            host.refresh_from_db()
+        return host
+
+    yield build
+    for uri in made:
+        forget_connection(uri)

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from inventory.models import GPU, Host, VGPUProfile
+from inventory.models import GPU, GPUMdevType, Host, VGPUProfile
 
 
 class GPUInline(admin.TabularInline):
@@ -13,13 +13,25 @@ class GPUInline(admin.TabularInline):
 @admin.register(Host)
 class HostAdmin(admin.ModelAdmin):
     list_display = ("name", "state", "libvirt_uri", "cpu_cores", "memory_mib", "telemetry_source", "last_heartbeat")
+    readonly_fields = ("lab_xml", "libvirt_version", "last_sync_at", "last_sync_error", "telemetry_status")
     list_filter = ("state", "telemetry_source")
     search_fields = ("name", "libvirt_uri")
     inlines = [GPUInline]
 
 
+class GPUMdevTypeInline(admin.TabularInline):
+    model = GPUMdevType
+    extra = 0
+    can_delete = False
+    readonly_fields = ("type_id", "type_name", "profile", "available_instances", "updated_at")
+
+    def has_add_permission(self, request, obj=None):
+        return False  # discovered from the host, not typed in
+
+
 @admin.register(GPU)
 class GPUAdmin(admin.ModelAdmin):
+    inlines = [GPUMdevTypeInline]
     list_display = ("host", "pci_address", "model", "mode", "current_profile", "framebuffer_mib", "present")
     list_filter = ("mode", "model", "present", "host")
     search_fields = ("pci_address", "uuid", "host__name")

@@ -84,6 +84,15 @@ class Host(models.Model):
         help_text="Chosen per host, never silently: a host without NVML must be set to simulated explicitly.",
     )
     telemetry_status = models.CharField(max_length=200, blank=True, help_text="Last telemetry error, empty when OK.")
+    lab_xml = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="Lab hosts only: the lab's node XML describing its GPUs; their vGPUs are kept by the lab's "
+        "store. Empty on real hosts.",
+    )
+    libvirt_version = models.CharField(max_length=20, blank=True)
+    last_sync_at = models.DateTimeField(null=True, blank=True)
+    last_sync_error = models.CharField(max_length=500, blank=True)
     notes = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -95,6 +104,10 @@ class Host(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def is_lab(self) -> bool:
+        return bool(self.lab_xml)
 
     @property
     def queue(self) -> str:
@@ -153,3 +166,33 @@ class GPU(models.Model):
                     f"not for this {self.model}."
                 }
             )
+
+
+class GPUMdevType(models.Model):
+    """A vGPU type one GPU offers, as its host last reported it (ids differ per driver release).
+
+    ``available_instances`` is the host's own figure at the last sync; a real board in
+    equal-size mode reports 0 for every type but the one it runs.
+    """
+
+    gpu = models.ForeignKey(GPU, on_delete=models.CASCADE, related_name="mdev_types")
+    type_id = models.CharField(max_length=40)
+    type_name = models.CharField(max_length=80)
+    profile = models.ForeignKey(
+        VGPUProfile,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The catalog profile of the same name; empty when the catalog lacks it.",
+    )
+    available_instances = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["gpu", "type_name"]
+        verbose_name = "GPU mdev type"
+        constraints = [models.UniqueConstraint(fields=["gpu", "type_id"], name="gpumdevtype_unique_type_per_gpu")]
+
+    def __str__(self) -> str:
+        return f"{self.gpu}: {self.type_name} ({self.type_id}) × {self.available_instances}"

@@ -9,3 +9,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 app = Celery("portal")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+app.conf.beat_schedule = {
+    # Every host is re-read through libvirt; each sync runs on that host's own queue.
+    "sync-all-hosts": {"task": "inventory.tasks.sync_all_hosts", "schedule": 300.0},
+}

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from inventory.models import GPU, Host, VGPUProfile
+from inventory.models import GPU, GPUMdevType, Host, VGPUProfile
 
 
 class VGPUProfileSerializer(serializers.ModelSerializer):
@@ -20,9 +20,18 @@ class VGPUProfileSerializer(serializers.ModelSerializer):
         ]
 
 
+class GPUMdevTypeSerializer(serializers.ModelSerializer):
+    profile = serializers.SlugRelatedField(slug_field="name", read_only=True)
+
+    class Meta:
+        model = GPUMdevType
+        fields = ["type_id", "type_name", "profile", "available_instances"]
+
+
 class HostSerializer(serializers.ModelSerializer):
     gpu_count = serializers.IntegerField(read_only=True)
     queue = serializers.CharField(read_only=True)
+    is_lab = serializers.BooleanField(read_only=True)
 
     class Meta:
         model = Host
@@ -39,15 +48,30 @@ class HostSerializer(serializers.ModelSerializer):
             "notes",
             "gpu_count",
             "queue",
+            "is_lab",
+            "lab_xml",
+            "libvirt_version",
+            "last_sync_at",
+            "last_sync_error",
             "created_at",
             "updated_at",
         ]
-        read_only_fields = ["last_heartbeat", "telemetry_status", "created_at", "updated_at"]
+        read_only_fields = [
+            "last_heartbeat",
+            "telemetry_status",
+            "lab_xml",
+            "libvirt_version",
+            "last_sync_at",
+            "last_sync_error",
+            "created_at",
+            "updated_at",
+        ]
 
 
 class GPUSerializer(serializers.ModelSerializer):
     host_name = serializers.CharField(source="host.name", read_only=True)
     current_profile_name = serializers.CharField(source="current_profile.name", read_only=True, default=None)
+    mdev_types = GPUMdevTypeSerializer(many=True, read_only=True)
 
     class Meta:
         model = GPU
@@ -63,6 +87,7 @@ class GPUSerializer(serializers.ModelSerializer):
             "current_profile",
             "current_profile_name",
             "present",
+            "mdev_types",
             "created_at",
             "updated_at",
         ]

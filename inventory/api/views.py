@@ -31,7 +31,7 @@ class HostViewSet(ServiceWriteMixin, viewsets.ModelViewSet):
 class GPUViewSet(ServiceWriteMixin, viewsets.ModelViewSet):
     """Physical GPUs. Platform admins set mode and profile; auditors read them."""
 
-    queryset = GPU.objects.select_related("host", "current_profile")
+    queryset = GPU.objects.select_related("host", "current_profile").prefetch_related("mdev_types__profile")
     serializer_class = GPUSerializer
     filterset_class = GPUFilterSet
     permission_classes = [RolePermission]

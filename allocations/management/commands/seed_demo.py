@@ -1,4 +1,4 @@
-"""Create the demo: two tenants, a user for each role, templates and a small fleet of lab hosts.
+"""Create the demo: two tenants, a user for each role and desktop templates (hosts come from `manage.py lab`).
 
 Idempotent: a second run changes nothing and prints the same logins. Passwords
 are generated once and kept in var/demo-logins.txt (mode 600), unless
@@ -17,8 +17,7 @@ from django.db import transaction
 
 from allocations.choices import Role
 from allocations.models import DesktopTemplate, Membership, Quota, Tenant
-from inventory.choices import GPUMode, HostState, TelemetrySource
-from inventory.models import GPU, Host, VGPUProfile
+from inventory.models import VGPUProfile
 
 TENANTS = [
     ("Acme Research", "acme", {"max_desktops": 4, "max_framebuffer_mib": 32768, "max_desktop_hours": 12}),
@@ -30,17 +29,6 @@ USERS = [
     ("auditor", Role.AUDITOR, None),
     ("alice", Role.TENANT_MEMBER, "acme"),
     ("bob", Role.TENANT_MEMBER, "globex"),
-]
-HOSTS = [
-    # name, cores, memory MiB, [(pci, model, framebuffer MiB, mode)]
-    (
-        "lab-a40",
-        64,
-        262144,
-        [("0000:41:00.0", "A40", 49152, GPUMode.VGPU), ("0000:61:00.0", "A40", 49152, GPUMode.VGPU)],
-    ),
-    ("lab-a16", 48, 196608, [(f"0000:{bus:02x}:00.0", "A16", 16384, GPUMode.VGPU) for bus in (0x81, 0x82, 0x83, 0x84)]),
-    ("lab-l40s", 64, 262144, [("0000:c1:00.0", "L40S", 49152, GPUMode.PASSTHROUGH)]),
 ]
 TEMPLATES = [
     # name, profile or None, passthrough model, vcpus, memory MiB, image, tenants
@@ -73,7 +61,7 @@ def _passwords() -> dict[str, str]:
 
 
 class Command(BaseCommand):
-    help = "Create demo tenants, one user per role, templates and lab hosts (idempotent); print the logins."
+    help = "Create demo tenants, one user per role and templates (idempotent); print the logins."
 
     def handle(self, *args, **options):
         profiles = {p.name: p for p in VGPUProfile.objects.all()}
@@ -98,28 +86,6 @@ class Command(BaseCommand):
                     user.is_staff = user.is_superuser = True
                 user.save()
                 Membership.objects.get_or_create(user=user, role=role, tenant=tenants.get(slug))
-            for name, cores, memory, gpus in HOSTS:
-                host, _ = Host.objects.get_or_create(
-                    name=name,
-                    defaults={
-                        "libvirt_uri": "test:///default",
-                        "state": HostState.ONLINE,
-                        "cpu_cores": cores,
-                        "memory_mib": memory,
-                        "telemetry_source": TelemetrySource.SIMULATED,
-                    },
-                )
-                for index, (pci, model, framebuffer, mode) in enumerate(gpus):
-                    GPU.objects.get_or_create(
-                        host=host,
-                        pci_address=pci,
-                        defaults={
-                            "model": model,
-                            "framebuffer_mib": framebuffer,
-                            "mode": mode,
-                            "uuid": f"GPU-{name}-{index:02d}",
-                        },
-                    )
             for name, profile, model, vcpus, memory, image, slugs in TEMPLATES:
                 template, created = DesktopTemplate.objects.get_or_create(
                     name=name,
