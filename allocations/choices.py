@@ -9,3 +9,48 @@ class Role(models.TextChoices):
 
 #: Roles that apply platform-wide and therefore carry no tenant.
 PLATFORM_ROLES = (Role.PLATFORM_ADMIN, Role.AUDITOR)
+
+
+class DesktopStatus(models.TextChoices):
+    REQUESTED = "requested", "Requested"
+    PROVISIONING = "provisioning", "Provisioning"
+    RUNNING = "running", "Running"
+    STOPPING = "stopping", "Stopping"
+    RELEASED = "released", "Released"
+    EXPIRED = "expired", "Expired"
+    FAILED = "failed", "Failed"
+
+
+#: Desktops that hold capacity and count against quota (in flight included).
+HOLDING_STATUSES = (
+    DesktopStatus.REQUESTED,
+    DesktopStatus.PROVISIONING,
+    DesktopStatus.RUNNING,
+    DesktopStatus.STOPPING,
+)
+FINAL_STATUSES = (DesktopStatus.RELEASED, DesktopStatus.EXPIRED, DesktopStatus.FAILED)
+
+#: The one table of allowed lifecycle moves.
+TRANSITIONS = {
+    DesktopStatus.REQUESTED: {DesktopStatus.PROVISIONING, DesktopStatus.STOPPING, DesktopStatus.FAILED},
+    DesktopStatus.PROVISIONING: {DesktopStatus.RUNNING, DesktopStatus.STOPPING, DesktopStatus.FAILED},
+    DesktopStatus.RUNNING: {DesktopStatus.STOPPING, DesktopStatus.FAILED},
+    DesktopStatus.STOPPING: {DesktopStatus.RELEASED, DesktopStatus.EXPIRED, DesktopStatus.FAILED},
+    DesktopStatus.RELEASED: set(),
+    DesktopStatus.EXPIRED: set(),
+    DesktopStatus.FAILED: set(),
+}
+
+
+class EndReason(models.TextChoices):
+    RELEASED = "released", "Released by the user"
+    EXPIRED = "expired", "Expired"
+    FAILED = "failed", "Failed"
+    HOST_LOST = "host-lost", "Domain vanished from its host"
+
+
+class QuotaRequestStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+    CANCELLED = "cancelled", "Cancelled"

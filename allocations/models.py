@@ -7,9 +7,22 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
-from allocations.choices import PLATFORM_ROLES, Role
-from allocations.querysets import DesktopTemplateQuerySet, MembershipQuerySet, TenantQuerySet
-from inventory.models import VGPUProfile
+from allocations.choices import (
+    HOLDING_STATUSES,
+    PLATFORM_ROLES,
+    DesktopStatus,
+    EndReason,
+    QuotaRequestStatus,
+    Role,
+)
+from allocations.querysets import (
+    DesktopQuerySet,
+    DesktopTemplateQuerySet,
+    MembershipQuerySet,
+    QuotaRequestQuerySet,
+    TenantQuerySet,
+)
+from inventory.models import GPU, Host, VGPUProfile
 
 slug_validator = RegexValidator(r"^[a-z0-9][a-z0-9-]{0,49}$", "Use lower-case letters, digits and hyphens.")
 
@@ -161,3 +174,106 @@ class DesktopTemplate(models.Model):
             )
         if self.profile_id and self.passthrough_model:
             raise ValidationError({"passthrough_model": "Only passthrough templates name a GPU model."})
+
+
+class Desktop(models.Model):
+    """One allocation: a VM with its vGPU (or whole GPUs) on one host, for a while.
+
+    Guarantees: while ``holds_capacity`` is true the desktop's GPU instances and host
+    vCPU/RAM are counted on the GPU and Host rows, and it counts against its tenant's
+    quota; both are returned exactly once, when it reaches a final status. The status
+    only moves along ``choices.TRANSITIONS`` (``services.lifecycle`` is the one writer).
+    """
+
+    name = models.CharField(max_length=100)
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="desktops")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="desktops")
+    template = models.ForeignKey(DesktopTemplate, on_delete=models.PROTECT, related_name="desktops")
+    # What was granted, copied from the template at request time (templates change; history must not).
+    profile = models.ForeignKey(VGPUProfile, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    gpu_count = models.PositiveSmallIntegerField(default=1)
+    vcpus = models.PositiveSmallIntegerField()
+    memory_mib = models.PositiveIntegerField()
+    framebuffer_mib = models.PositiveIntegerField(help_text="What this desktop charges to the tenant's quota.")
+    duration_hours = models.PositiveIntegerField()
+
+    status = models.CharField(max_length=20, choices=DesktopStatus.choices, default=DesktopStatus.REQUESTED)
+    status_reason = models.CharField(max_length=500, blank=True, help_text="Why it is in this status, for people.")
+    end_reason = models.CharField(max_length=20, choices=EndReason.choices, blank=True)
+    holds_capacity = models.BooleanField(default=True)
+
+    host = models.ForeignKey(Host, on_delete=models.PROTECT, null=True, blank=True, related_name="desktops")
+    gpus = models.ManyToManyField(GPU, blank=True, related_name="desktops")
+    mdev_uuid = models.UUIDField(null=True, blank=True, unique=True, help_text="The vGPU instance's mdev UUID.")
+    domain_name = models.CharField(max_length=64, blank=True)
+    domain_uuid = models.UUIDField(null=True, blank=True)
+    vnc_port = models.PositiveIntegerField(null=True, blank=True)
+
+    requested_at = models.DateTimeField(auto_now_add=True)
+    status_changed_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    expiry_warned_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    objects = DesktopQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        indexes = [models.Index(fields=["tenant", "status"], name="desktop_tenant_status_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(holds_capacity=False) | models.Q(status__in=list(HOLDING_STATUSES)),
+                name="desktop_final_status_holds_nothing",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} (#{self.pk}, {self.status})"
+
+    @property
+    def is_passthrough(self) -> bool:
+        return self.profile_id is None
+
+
+class QuotaRequest(models.Model):
+    """A tenant member's request for more quota, decided by a platform admin.
+
+    Guarantees: decided at most once; approving raises the quota in the same transaction
+    (never lowers it)."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="quota_requests")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    max_desktops = models.PositiveIntegerField(null=True, blank=True)
+    max_framebuffer_mib = models.PositiveBigIntegerField(null=True, blank=True)
+    max_desktop_hours = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(24 * 90)]
+    )
+    reason = models.TextField()
+    status = models.CharField(max_length=20, choices=QuotaRequestStatus.choices, default=QuotaRequestStatus.PENDING)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = QuotaRequestQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(max_desktops__isnull=False)
+                | models.Q(max_framebuffer_mib__isnull=False)
+                | models.Q(max_desktop_hours__isnull=False),
+                name="quotarequest_asks_for_something",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Quota request #{self.pk} of {self.tenant} ({self.status})"
+
+    def clean(self):
+        if self.max_desktops is None and self.max_framebuffer_mib is None and self.max_desktop_hours is None:
+            raise ValidationError("Ask for at least one of: max_desktops, max_framebuffer_mib, max_desktop_hours.")

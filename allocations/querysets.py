@@ -2,7 +2,7 @@
 
 from django.db import models
 
-from allocations.choices import Role
+from allocations.choices import HOLDING_STATUSES, Role
 
 
 class MembershipQuerySet(models.QuerySet):
@@ -36,3 +36,33 @@ class DesktopTemplateQuerySet(models.QuerySet):
             allowed_tenants__memberships__user=user,
             allowed_tenants__memberships__role=Role.TENANT_MEMBER,
         ).distinct()
+
+
+class DesktopQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """Operators see every desktop; an end user sees the desktops they own."""
+        from allocations.services.access import sees_everything
+
+        if sees_everything(user):
+            return self
+        if not getattr(user, "is_authenticated", False):
+            return self.none()
+        return self.filter(owner=user)
+
+    def holding_capacity(self):
+        return self.filter(status__in=HOLDING_STATUSES)
+
+    def for_tenant(self, tenant):
+        return self.filter(tenant=tenant)
+
+
+class QuotaRequestQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """Operators see every request; a member sees their tenants' requests."""
+        from allocations.services.access import roles_of, sees_everything
+
+        if sees_everything(user):
+            return self
+        if not getattr(user, "is_authenticated", False):
+            return self.none()
+        return self.filter(tenant_id__in=roles_of(user).tenant_ids)

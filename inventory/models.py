@@ -84,6 +84,8 @@ class Host(models.Model):
         help_text="Chosen per host, never silently: a host without NVML must be set to simulated explicitly.",
     )
     telemetry_status = models.CharField(max_length=200, blank=True, help_text="Last telemetry error, empty when OK.")
+    vcpus_used = models.PositiveIntegerField(default=0, help_text="vCPUs claimed by desktops placed here.")
+    memory_used_mib = models.PositiveBigIntegerField(default=0, help_text="RAM claimed by desktops placed here.")
     lab_xml = models.CharField(
         max_length=500,
         blank=True,
@@ -136,6 +138,11 @@ class GPU(models.Model):
         related_name="gpus",
         help_text="The one profile type this GPU runs now (equal-size mode); empty when it holds no vGPU.",
     )
+    instances_used = models.PositiveSmallIntegerField(
+        default=0,
+        help_text="vGPU instances (or 1 for a passthrough GPU) claimed by desktops. Changed only by conditional "
+        "updates in the scheduler, so two requests can never both take the last one.",
+    )
     present = models.BooleanField(default=True, help_text="False when discovery no longer finds it (drift).")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -150,6 +157,12 @@ class GPU(models.Model):
             models.CheckConstraint(
                 condition=models.Q(mode=GPUMode.VGPU) | models.Q(current_profile__isnull=True),
                 name="gpu_profile_only_in_vgpu_mode",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(instances_used=0)
+                | models.Q(current_profile__isnull=False)
+                | ~models.Q(mode=GPUMode.VGPU),
+                name="gpu_vgpus_in_use_have_a_profile",
             ),
         ]
 

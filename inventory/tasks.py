@@ -7,6 +7,8 @@ from celery.utils.log import get_task_logger
 
 from inventory.drivers.base import DriverError
 from inventory.models import Host
+from inventory.services import connect
+from inventory.services.hosts import mark_silent_hosts_offline
 from inventory.services.sync import sync_host as sync_host_service
 
 log = get_task_logger(__name__)
@@ -36,3 +38,34 @@ def sync_all_hosts() -> int:
         sync_host.apply_async(args=[host.id], queue=host.queue)
         count += 1
     return count
+
+
+@shared_task(acks_late=False, soft_time_limit=20, time_limit=30)
+def heartbeat(host_id: int) -> bool:
+    """Runs on the host's queue: proves the host's worker and libvirt both answer."""
+    from django.utils import timezone
+
+    host = Host.objects.filter(pk=host_id).first()
+    if host is None:
+        return False
+    try:
+        connect.driver_for(host).host_info()
+    except DriverError as exc:
+        log.warning("heartbeat %s: %s", host.name, exc)
+        return False
+    Host.objects.filter(pk=host_id).update(last_heartbeat=timezone.now())
+    return True
+
+
+@shared_task
+def send_heartbeats() -> int:
+    hosts = list(Host.objects.only("id", "name"))
+    for host in hosts:
+        heartbeat.apply_async(args=[host.id], queue=host.queue, expires=30)
+    return len(hosts)
+
+
+@shared_task
+def check_heartbeats() -> list[str]:
+    """Beat: a host silent past PORTAL_HEARTBEAT_TIMEOUT_S goes offline and gets no new desktops."""
+    return mark_silent_hosts_offline()

@@ -13,4 +13,9 @@ app.autodiscover_tasks()
 app.conf.beat_schedule = {
     # Every host is re-read through libvirt; each sync runs on that host's own queue.
     "sync-all-hosts": {"task": "inventory.tasks.sync_all_hosts", "schedule": 300.0},
+    "send-heartbeats": {"task": "inventory.tasks.send_heartbeats", "schedule": 30.0},
+    "check-heartbeats": {"task": "inventory.tasks.check_heartbeats", "schedule": 30.0},
+    "expire-due-desktops": {"task": "allocations.tasks.expire_due", "schedule": 30.0},
+    "sweep-stuck-desktops": {"task": "allocations.tasks.sweep_stuck", "schedule": 120.0},
+    "reconcile-hosts": {"task": "allocations.tasks.reconcile_all", "schedule": 300.0},
 }

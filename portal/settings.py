@@ -104,6 +104,9 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+# A task whose worker died is redelivered after this long (must exceed the longest retry countdown).
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT_S", 900, minimum=60)}
+CELERY_TASK_DEFAULT_QUEUE = "celery"
 
 if env_str("CHANNEL_LAYER", "redis") == "memory":
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
@@ -189,6 +192,13 @@ SPECTACULAR_SETTINGS = {
 # --- Portal ---------------------------------------------------------------------------
 # The vGPU profile catalog that `manage.py seed_profiles` loads by default.
 PROFILE_CATALOG = Path(env_str("PROFILE_CATALOG", str(BASE_DIR.parent / "shared" / "data" / "vgpu_profiles.csv")))
+
+# Desktops. Production hosts run guests under KVM; the lab's TCG guests use "qemu".
+PORTAL_DOMAIN_TYPE = env_str("PORTAL_DOMAIN_TYPE", "kvm")
+PORTAL_PROVISION_TIMEOUT_S = env_int("PORTAL_PROVISION_TIMEOUT_S", 300, minimum=10)
+PORTAL_STUCK_AFTER_S = env_int("PORTAL_STUCK_AFTER_S", 900, minimum=30)
+PORTAL_HEARTBEAT_TIMEOUT_S = env_int("PORTAL_HEARTBEAT_TIMEOUT_S", 120, minimum=10)
+PORTAL_EXPIRY_WARNING_S = env_int("PORTAL_EXPIRY_WARNING_S", 900, minimum=0)
 
 LOGGING = {
     "version": 1,

@@ -6,7 +6,15 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
-from allocations.api.views import DesktopTemplateViewSet, MembershipViewSet, MeView, QuotaViewSet, TenantViewSet
+from allocations.api.views import (
+    DesktopTemplateViewSet,
+    DesktopViewSet,
+    MembershipViewSet,
+    MeView,
+    QuotaRequestViewSet,
+    QuotaViewSet,
+    TenantViewSet,
+)
 from audit.api.views import AuditEventViewSet
 from inventory.api.views import GPUViewSet, HostViewSet, VGPUProfileViewSet
 from portal import views
@@ -19,6 +27,8 @@ router.register("tenants", TenantViewSet, basename="tenant")
 router.register("quotas", QuotaViewSet, basename="quota")
 router.register("memberships", MembershipViewSet, basename="membership")
 router.register("templates", DesktopTemplateViewSet, basename="template")
+router.register("desktops", DesktopViewSet, basename="desktop")
+router.register("quota-requests", QuotaRequestViewSet, basename="quota-request")
 router.register("audit-events", AuditEventViewSet, basename="audit-event")
 
 urlpatterns = [

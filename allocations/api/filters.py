@@ -1,6 +1,6 @@
 import django_filters
 
-from allocations.models import DesktopTemplate, Membership, Quota, Tenant
+from allocations.models import Desktop, DesktopTemplate, Membership, Quota, Tenant
 
 
 class TenantFilterSet(django_filters.FilterSet):
@@ -36,3 +36,14 @@ class DesktopTemplateFilterSet(django_filters.FilterSet):
     class Meta:
         model = DesktopTemplate
         fields = ["name", "profile", "passthrough", "is_active", "tenant"]
+
+
+class DesktopFilterSet(django_filters.FilterSet):
+    status = django_filters.MultipleChoiceFilter(choices=Desktop._meta.get_field("status").choices)
+    profile = django_filters.CharFilter(field_name="profile__name")
+    host = django_filters.CharFilter(field_name="host__name")
+    owner = django_filters.CharFilter(field_name="owner__username")
+
+    class Meta:
+        model = Desktop
+        fields = ["status", "tenant", "profile", "host", "owner", "template"]

@@ -1,7 +1,7 @@
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
-from allocations.models import DesktopTemplate, Membership, ProfileQuota, Quota, Tenant
+from allocations.models import Desktop, DesktopTemplate, Membership, ProfileQuota, Quota, QuotaRequest, Tenant
 from allocations.services.access import sees_everything
 from inventory.models import VGPUProfile
 
@@ -120,3 +120,91 @@ class MeSerializer(serializers.Serializer):
     username = serializers.CharField()
     roles = serializers.ListField(child=serializers.CharField())
     tenants = serializers.ListField(child=serializers.DictField())
+
+
+class DesktopSerializer(serializers.ModelSerializer):
+    template_name = serializers.CharField(source="template.name", read_only=True)
+    profile = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    tenant_name = serializers.CharField(source="tenant.name", read_only=True)
+    host_name = serializers.SerializerMethodField()
+    gpu_uuids = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Desktop
+        fields = [
+            "id",
+            "name",
+            "tenant",
+            "tenant_name",
+            "owner",
+            "template",
+            "template_name",
+            "profile",
+            "gpu_count",
+            "vcpus",
+            "memory_mib",
+            "framebuffer_mib",
+            "duration_hours",
+            "status",
+            "status_reason",
+            "end_reason",
+            "host_name",
+            "gpu_uuids",
+            "mdev_uuid",
+            "domain_name",
+            "vnc_port",
+            "requested_at",
+            "status_changed_at",
+            "started_at",
+            "expires_at",
+            "ended_at",
+        ]
+        read_only_fields = fields
+
+    def get_host_name(self, obj) -> str | None:
+        return obj.host.name if obj.host_id else None
+
+    def get_gpu_uuids(self, obj) -> list[str]:
+        return [g.uuid or g.pci_address for g in obj.gpus.all()]
+
+
+class DesktopRequestSerializer(serializers.Serializer):
+    template = serializers.IntegerField(min_value=1)
+    duration_hours = serializers.IntegerField(min_value=1, max_value=24 * 90)
+    name = serializers.CharField(max_length=100, required=False, allow_blank=True)
+    tenant = serializers.IntegerField(required=False, min_value=1)
+
+
+class DesktopExtendSerializer(serializers.Serializer):
+    hours = serializers.IntegerField(min_value=1, max_value=24 * 90)
+
+
+class QuotaIncreaseSerializer(serializers.ModelSerializer):
+    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    tenant_name = serializers.CharField(source="tenant.name", read_only=True)
+    tenant = serializers.IntegerField(source="tenant_id", required=False, min_value=1)
+
+    class Meta:
+        model = QuotaRequest
+        fields = [
+            "id",
+            "tenant",
+            "tenant_name",
+            "requested_by",
+            "max_desktops",
+            "max_framebuffer_mib",
+            "max_desktop_hours",
+            "reason",
+            "status",
+            "decided_by",
+            "decided_at",
+            "decision_reason",
+            "created_at",
+        ]
+        read_only_fields = ["status", "decided_by", "decided_at", "decision_reason", "created_at"]
+
+
+class DecisionSerializer(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)

@@ -1,22 +1,36 @@
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from allocations.api.filters import DesktopTemplateFilterSet, MembershipFilterSet, QuotaFilterSet, TenantFilterSet
+from allocations.api.filters import (
+    DesktopFilterSet,
+    DesktopTemplateFilterSet,
+    MembershipFilterSet,
+    QuotaFilterSet,
+    TenantFilterSet,
+)
 from allocations.api.serializers import (
+    DecisionSerializer,
+    DesktopExtendSerializer,
+    DesktopRequestSerializer,
+    DesktopSerializer,
     DesktopTemplateSerializer,
     MembershipSerializer,
     MeSerializer,
+    QuotaIncreaseSerializer,
     QuotaSerializer,
     TenantSerializer,
     TenantUpdateSerializer,
 )
 from allocations.choices import Role
-from allocations.models import DesktopTemplate, Membership, Quota, Tenant
-from allocations.services import templates, tenants
+from allocations.models import Desktop, DesktopTemplate, Membership, Quota, QuotaRequest, Tenant
+from allocations.services import lifecycle, quotas, templates, tenants
 from allocations.services.access import roles_of
+from allocations.services.request import request_desktop, resolve_tenant
 from portal.api import RolePermission, ServiceWriteMixin
 
 ADMINS = (Role.PLATFORM_ADMIN,)
@@ -125,3 +139,118 @@ class MeView(APIView):
         roles = roles_of(request.user)
         tenant_rows = Tenant.objects.filter(pk__in=roles.tenant_ids).values("id", "name", "slug")
         return Response({"username": request.user.get_username(), "roles": roles.names, "tenants": list(tenant_rows)})
+
+
+class DesktopViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Desktops. End users request, extend, reboot and release their own; operators see all."""
+
+    queryset = Desktop.objects.none()
+    serializer_class = DesktopSerializer
+    filterset_class = DesktopFilterSet
+    permission_classes = [RolePermission]
+    # Auditors read; writes (request and actions) are for tenant members and platform admins.
+    read_roles = EVERYONE
+    write_roles = (Role.PLATFORM_ADMIN, Role.TENANT_MEMBER)
+    ordering_fields = ["requested_at", "status", "expires_at"]
+
+    def get_queryset(self):
+        return (
+            Desktop.objects.visible_to(self.request.user)
+            .select_related("template", "profile", "owner", "tenant", "host")
+            .prefetch_related("gpus")
+        )
+
+    @extend_schema(request=DesktopRequestSerializer, responses={201: DesktopSerializer})
+    def create(self, request):
+        form = DesktopRequestSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        desktop = request_desktop(
+            actor=request.user,
+            template_id=form.validated_data["template"],
+            duration_hours=form.validated_data["duration_hours"],
+            name=form.validated_data.get("name", ""),
+            tenant_id=form.validated_data.get("tenant"),
+        )
+        return Response(DesktopSerializer(desktop).data, status=201)
+
+    def _own(self, pk) -> Desktop:
+        """Actions act on the caller's own desktops (admins: any)."""
+        return self.get_object()
+
+    @extend_schema(request=None, responses=DesktopSerializer)
+    @action(detail=True, methods=["post"])
+    def release(self, request, pk=None):
+        desktop = lifecycle.release_desktop(self._own(pk), actor=request.user)
+        return Response(DesktopSerializer(self.get_queryset().get(pk=desktop.pk)).data)
+
+    @extend_schema(request=DesktopExtendSerializer, responses=DesktopSerializer)
+    @action(detail=True, methods=["post"])
+    def extend(self, request, pk=None):
+        form = DesktopExtendSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        desktop = lifecycle.extend_desktop(self._own(pk), form.validated_data["hours"], actor=request.user)
+        return Response(DesktopSerializer(self.get_queryset().get(pk=desktop.pk)).data)
+
+    @extend_schema(request=None, responses=DesktopSerializer)
+    @action(detail=True, methods=["post"])
+    def reboot(self, request, pk=None):
+        desktop = lifecycle.reboot_desktop(self._own(pk), actor=request.user)
+        return Response(DesktopSerializer(self.get_queryset().get(pk=desktop.pk)).data)
+
+
+class QuotaRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Quota-increase requests: members ask and may cancel; platform admins approve or reject."""
+
+    queryset = QuotaRequest.objects.none()
+    serializer_class = QuotaIncreaseSerializer
+    filterset_fields = ["status", "tenant"]
+    permission_classes = [RolePermission]
+    read_roles = EVERYONE
+    write_roles = (Role.PLATFORM_ADMIN, Role.TENANT_MEMBER)
+
+    def get_queryset(self):
+        return QuotaRequest.objects.visible_to(self.request.user).select_related("tenant", "requested_by", "decided_by")
+
+    def create(self, request):
+        form = QuotaIncreaseSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = dict(form.validated_data)
+        tenant = resolve_tenant(request.user, data.pop("tenant_id", None))
+        created = quotas.request_quota_increase(
+            actor=request.user, tenant=tenant, changes=data, reason=data.pop("reason", "")
+        )
+        return Response(QuotaIncreaseSerializer(created).data, status=201)
+
+    def _admin_only(self, request):
+        if not roles_of(request.user).platform_admin:
+            raise PermissionDenied("Only a platform admin may decide quota requests.")
+
+    @extend_schema(request=DecisionSerializer, responses=QuotaIncreaseSerializer)
+    @action(detail=True, methods=["post"])
+    def approve(self, request, pk=None):
+        self._admin_only(request)
+        form = DecisionSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        decided = quotas.approve_quota_request(
+            self.get_object().pk, actor=request.user, reason=form.validated_data.get("reason", "")
+        )
+        return Response(QuotaIncreaseSerializer(decided).data)
+
+    @extend_schema(request=DecisionSerializer, responses=QuotaIncreaseSerializer)
+    @action(detail=True, methods=["post"])
+    def reject(self, request, pk=None):
+        self._admin_only(request)
+        form = DecisionSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        decided = quotas.reject_quota_request(
+            self.get_object().pk, actor=request.user, reason=form.validated_data.get("reason", "")
+        )
+        return Response(QuotaIncreaseSerializer(decided).data)
+
+    @extend_schema(request=None, responses=QuotaIncreaseSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        quota_request = self.get_object()
+        if quota_request.requested_by_id != request.user.pk:
+            raise PermissionDenied("Only the member who asked can cancel a quota request.")
+        return Response(QuotaIncreaseSerializer(quotas.cancel_quota_request(quota_request.pk, actor=request.user)).data)

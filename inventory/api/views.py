@@ -1,5 +1,8 @@
 from django.db.models import Count
-from rest_framework import viewsets
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
 
 from inventory.api.filters import GPUFilterSet, HostFilterSet, VGPUProfileFilterSet
 from inventory.api.serializers import GPUSerializer, HostSerializer, VGPUProfileSerializer
@@ -14,6 +17,10 @@ ADMINS = ("platform-admin",)
 EVERYONE = ("platform-admin", "auditor", "tenant-member")
 
 
+class HostStateChangeSerializer(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
+
+
 class HostViewSet(ServiceWriteMixin, viewsets.ModelViewSet):
     """Hypervisor hosts. Platform admins manage them; auditors read them."""
 
@@ -26,6 +33,24 @@ class HostViewSet(ServiceWriteMixin, viewsets.ModelViewSet):
     create_service = staticmethod(hosts.create_host)
     update_service = staticmethod(hosts.update_host)
     delete_service = staticmethod(hosts.delete_host)
+
+    def _set_state(self, request, state):
+        form = HostStateChangeSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        host = hosts.set_host_state(self.get_object(), state, actor=request.user, reason=form.validated_data["reason"])
+        return Response(HostSerializer(self.get_queryset().get(pk=host.pk)).data)
+
+    @extend_schema(request=HostStateChangeSerializer, responses=HostSerializer)
+    @action(detail=True, methods=["post"])
+    def maintenance(self, request, pk=None):
+        """Drain the host: running desktops stay, no new ones are placed here."""
+        return self._set_state(request, "maintenance")
+
+    @extend_schema(request=HostStateChangeSerializer, responses=HostSerializer)
+    @action(detail=True, methods=["post"])
+    def activate(self, request, pk=None):
+        """Take the host out of maintenance: it takes new desktops again."""
+        return self._set_state(request, "online")
 
 
 class GPUViewSet(ServiceWriteMixin, viewsets.ModelViewSet):

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from audit import services as audit
+from inventory.choices import HostState
 from inventory.models import GPU, Host
+from portal.errors import Conflict
 from portal.services import create_object, delete_object, update_object
 
 
@@ -29,3 +38,49 @@ def update_gpu(gpu: GPU, changes: dict, *, actor) -> GPU:
 
 def delete_gpu(gpu: GPU, *, actor) -> None:
     delete_object(gpu, actor=actor)
+
+
+def set_host_state(host: Host, state: str, *, actor, reason: str = "") -> Host:
+    """Admin action: maintenance (drain: no new desktops, running ones stay) or back online."""
+    if state not in (HostState.ONLINE, HostState.MAINTENANCE):
+        raise Conflict(f"A host can be put in maintenance or back online, not {state!r}.")
+    with transaction.atomic():
+        locked = Host.objects.select_for_update().get(pk=host.pk)
+        if locked.state == state:
+            return locked
+        before = locked.state
+        locked.state = state
+        locked.save(update_fields=["state", "updated_at"])
+        audit.record(
+            f"host.{state}",
+            actor=actor,
+            object_type="inventory.host",
+            object_id=locked.pk,
+            object_repr=locked.name,
+            before={"state": before},
+            after={"state": state, **({"reason": reason} if reason else {})},
+        )
+    return locked
+
+
+def mark_silent_hosts_offline() -> list[str]:
+    cutoff = timezone.now() - timedelta(seconds=settings.PORTAL_HEARTBEAT_TIMEOUT_S)
+    names = []
+    for host in Host.objects.filter(state=HostState.ONLINE).exclude(last_heartbeat__gte=cutoff):
+        with transaction.atomic():
+            if (
+                Host.objects.filter(pk=host.pk, state=HostState.ONLINE)
+                .exclude(last_heartbeat__gte=cutoff)
+                .update(state=HostState.OFFLINE)
+            ):
+                names.append(host.name)
+                audit.record(
+                    "host.offline",
+                    actor=None,
+                    object_type="inventory.host",
+                    object_id=host.pk,
+                    object_repr=host.name,
+                    before={"state": HostState.ONLINE},
+                    after={"state": HostState.OFFLINE, "reason": f"no heartbeat since {host.last_heartbeat}"},
+                )
+    return names

@@ -13,8 +13,11 @@ from django.contrib.auth import get_user_model
 
 from allocations.choices import Role
 from allocations.models import Membership
-from allocations.tests.factories import make_membership, make_template, make_user
+from allocations.tests.factories import make_membership, make_template, make_tenant, make_user
 from audit.models import AuditEvent
+from allocations.services.quotas import request_quota_increase
+from allocations.services.request import request_desktop
+from inventory.models import VGPUProfile
 from inventory.tests.factories import make_gpu, make_host, make_profile
 
 ADMIN, AUDITOR, MEMBER, OUTSIDER = "platform_admin", "auditor", "tenant_member", "outsider"
@@ -31,21 +34,36 @@ ACCESS = {
     "memberships": {"read": EVERYONE, "write": {ADMIN}, "verbs": "LRCUD", "scoped": True},
     "templates": {"read": EVERYONE, "write": {ADMIN}, "verbs": "LRCUD", "scoped": True},
     "audit-events": {"read": {ADMIN, AUDITOR}, "write": set(), "verbs": "LR", "scoped": False},
+    # Desktops are asked for by tenant members for their own tenant; nobody edits or deletes one
+    # (release is an action). Platform admins hold no tenant, so they cannot ask for one.
+    "desktops": {
+        "read": EVERYONE, "write": {ADMIN, MEMBER, OUTSIDER}, "verbs": "LRC", "scoped": True,
+        "expect": {("create", ADMIN): 403, ("create", OUTSIDER): 404},
+    },
+    "quota-requests": {
+        "read": EVERYONE, "write": {ADMIN, MEMBER, OUTSIDER}, "verbs": "LRC", "scoped": True,
+        "expect": {("create", ADMIN): 403},
+    },
 }
 VERBS = {"L": "list", "R": "retrieve", "C": "create", "U": "update", "D": "delete"}
 SUCCESS = {"list": 200, "retrieve": 200, "create": 201, "update": 200, "delete": 204}
 
 
 @pytest.fixture
-def world(personas, tenant, other_tenant):
+def world(personas, tenant, other_tenant, lab, catalog):
     """One row of each kind, owned by ``tenant`` where rows have an owner."""
-    profile = make_profile("A40-8Q")
-    make_profile("A40-4Q")
-    spare_profile = make_profile("A16-2B")
-    host = make_host("gpu-1")
+    profile = VGPUProfile.objects.get(name="A40-8Q")
+    spare_profile = make_profile("A10-4Q", board_framebuffer_mib=24576)
+    host = make_host("gpu-1", state="offline")  # desktops go to the lab host, so this one stays deletable
     gpu = make_gpu(host)
+    lab("lab-a40=A40x2")
     template = make_template("CAD", profile=profile, tenants=[tenant])
-    make_template("Globex only", profile=profile, tenants=[other_tenant])
+    desktop = request_desktop(actor=personas[MEMBER], template_id=template.pk, duration_hours=2)
+    quota_request = request_quota_increase(
+        actor=personas[MEMBER], tenant=tenant, changes={"max_desktops": 5}, reason="course"
+    )
+    request_quota_increase(actor=personas[OUTSIDER], tenant=other_tenant, changes={"max_desktops": 4}, reason="x")
+    unused_template = make_template("Globex only", profile=profile, tenants=[other_tenant])
     make_user("newcomer")
     AuditEvent.objects.create(verb="seed.done", object_type="test.seed")
     membership = Membership.objects.get(user=personas[MEMBER])
@@ -74,6 +92,7 @@ def world(personas, tenant, other_tenant):
         },
         "tenants": {
             "row": tenant,
+            "delete_row": make_tenant("Initrode", "initrode"),  # Acme holds a desktop: it cannot go
             "create": {"name": "Initech", "slug": "initech", "quota": {"max_desktops": 3}},
             "update": {"description": "Materials science"},
         },
@@ -85,9 +104,10 @@ def world(personas, tenant, other_tenant):
         },
         "templates": {
             "row": template,
+            "delete_row": unused_template,  # CAD has a desktop: it can only be retired
             "create": {
                 "name": "Office",
-                "profile": "A40-4Q",
+                "profile": "A40-24Q",
                 "vcpus": 2,
                 "memory_mib": 4096,
                 "disk_image": "debian-12.qcow2",
@@ -96,6 +116,8 @@ def world(personas, tenant, other_tenant):
             "update": {"vcpus": 6},
         },
         "audit-events": {"row": AuditEvent.objects.get(verb="seed.done")},
+        "desktops": {"row": desktop, "create": {"template": template.pk, "duration_hours": 1}},
+        "quota-requests": {"row": quota_request, "create": {"max_desktops": 9, "reason": "a workshop"}},
     }
 
 
@@ -106,6 +128,8 @@ def _expected(endpoint: str, verb: str, persona: str | None) -> int:
     letter = {"create": "C", "update": "U", "delete": "D"}.get(verb)
     if letter and letter not in rule["verbs"]:
         return 405  # the verb does not exist here, for anyone signed in
+    if (verb, persona) in rule.get("expect", {}):
+        return rule["expect"][(verb, persona)]
     allowed = rule["read"] if verb in ("list", "retrieve") else rule["write"]
     if persona not in allowed:
         return 403
@@ -134,7 +158,7 @@ def test_permission_matrix(api, personas, world, endpoint, verb, persona):
     elif verb == "update":
         response = client.patch(detail, data.get("update", {}), format="json")
     else:
-        response = client.delete(detail)
+        response = client.delete(f"{base}{data.get('delete_row', data['row']).pk}/")
 
     expected = _expected(endpoint, verb, persona)
     assert response.status_code == expected, response.content
@@ -158,14 +182,14 @@ def test_matrix_covers_every_registered_endpoint():
 
 def test_refused_write_changes_nothing(api, personas, world):
     host = world["hosts"]["row"]
-    response = api.as_user(personas[AUDITOR]).patch(f"/api/hosts/{host.pk}/", {"state": "offline"}, format="json")
+    response = api.as_user(personas[AUDITOR]).patch(f"/api/hosts/{host.pk}/", {"state": "online"}, format="json")
     assert response.status_code == 403
     assert response.json()["error"]["message"] == "Auditors have read-only access."
     host.refresh_from_db()
-    assert host.state == "online"
+    assert host.state == "offline"
 
 
-@pytest.mark.parametrize("endpoint", ["tenants", "quotas", "templates", "memberships"])
+@pytest.mark.parametrize("endpoint", ["tenants", "quotas", "templates", "memberships", "quota-requests"])
 def test_tenant_member_lists_only_own_tenant_rows(api, personas, world, tenant, other_tenant, endpoint):
     member_rows = api.as_user(personas[MEMBER]).get(f"/api/{endpoint}/").json()["results"]
     outsider_rows = api.as_user(personas[OUTSIDER]).get(f"/api/{endpoint}/").json()["results"]

@@ -1,0 +1,69 @@
+"""Building and tearing down a desktop on its host, through the host's driver.
+
+Both directions are idempotent, so a redelivered task (a worker killed half-way,
+a broker that delivered twice) finishes the job instead of doing it twice:
+the mdev UUID and domain name are fixed when the desktop is requested, and
+each step first looks at what already exists.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from allocations.models import Desktop
+from inventory.drivers.base import DomainInfo, DomainSpec, DriverError
+from inventory.models import GPUMdevType
+from inventory.services.connect import driver_for
+
+
+def _mdev_type_id(desktop: Desktop, gpu) -> str:
+    row = GPUMdevType.objects.filter(gpu=gpu, profile=desktop.profile).first()
+    if row is None:
+        raise DriverError(
+            f"GPU {gpu.pci_address} on {gpu.host.name} reports no vGPU type for {desktop.profile.name} "
+            f"(sync the host's inventory)",
+            retryable=False,
+        )
+    return row.type_id
+
+
+def domain_spec(desktop: Desktop) -> DomainSpec:
+    gpus = list(desktop.gpus.order_by("pci_address"))
+    return DomainSpec(
+        name=desktop.domain_name,
+        uuid=str(desktop.domain_uuid),
+        vcpus=desktop.vcpus,
+        memory_mib=desktop.memory_mib,
+        domain_type=settings.PORTAL_DOMAIN_TYPE,
+        disk_image=desktop.template.disk_image,
+        mdev_uuids=(str(desktop.mdev_uuid),) if desktop.mdev_uuid else (),
+        passthrough_pci=tuple(g.pci_address for g in gpus) if desktop.is_passthrough else (),
+        metadata={"desktop": desktop.pk, "tenant": desktop.tenant.slug, "owner": desktop.owner.get_username()},
+    )
+
+
+def build_desktop(desktop: Desktop) -> DomainInfo:
+    """Create the vGPU instance, define and start the domain. Safe to run again."""
+    driver = driver_for(desktop.host)
+    if desktop.mdev_uuid:
+        gpu = desktop.gpus.select_related("host").get()
+        uuid = str(desktop.mdev_uuid)
+        if not any(m.uuid == uuid for m in driver.list_mdevs()):
+            driver.create_mdev(gpu.pci_address, _mdev_type_id(desktop, gpu), uuid)
+    driver.define_domain(domain_spec(desktop))
+    return driver.start_domain(desktop.domain_name)
+
+
+def teardown_desktop(desktop: Desktop) -> None:
+    """Power off and remove the domain, then its vGPU instance. Anything already gone is fine."""
+    driver = driver_for(desktop.host)
+    driver.destroy_domain(desktop.domain_name)
+    driver.undefine_domain(desktop.domain_name)
+    if desktop.mdev_uuid:
+        driver.remove_mdev(str(desktop.mdev_uuid))
+
+
+def reboot_desktop(desktop: Desktop) -> DomainInfo:
+    driver = driver_for(desktop.host)
+    driver.destroy_domain(desktop.domain_name)
+    return driver.start_domain(desktop.domain_name)

@@ -1,0 +1,162 @@
+"""The desktop lifecycle: the one writer of ``Desktop.status``.
+
+Every move is checked against ``choices.TRANSITIONS``, made on the locked row,
+audited in the same transaction, and, on reaching a final status, returns the
+desktop's capacity exactly once (``holds_capacity`` flips under the row lock).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from allocations.choices import FINAL_STATUSES, TRANSITIONS, DesktopStatus, EndReason
+from allocations.exceptions import InvalidTransition, QuotaExceeded
+from allocations.models import Desktop, Quota
+from audit import services as audit
+from inventory.services import capacity
+from portal.errors import PortalError
+
+
+def _record(desktop: Desktop, verb: str, *, actor, before: dict, after: dict) -> None:
+    audit.record(
+        verb,
+        actor=actor,
+        object_type="allocations.desktop",
+        object_id=desktop.pk,
+        object_repr=desktop.name,
+        tenant_id=desktop.tenant_id,
+        tenant_name=desktop.tenant.name,
+        before=before,
+        after=after,
+    )
+
+
+def free_capacity(desktop: Desktop) -> bool:
+    """Return the desktop's GPU instances and host vCPU/RAM. Runs at most once per desktop."""
+    if not Desktop.objects.filter(pk=desktop.pk, holds_capacity=True).update(holds_capacity=False):
+        return False
+    desktop.holds_capacity = False
+    if desktop.host_id:
+        capacity.release_host(desktop.host_id, desktop.vcpus, desktop.memory_mib)
+        capacity.release_gpus(list(desktop.gpus.values_list("pk", flat=True)))
+    return True
+
+
+def transition(desktop_id: int, to: str, *, actor=None, reason: str = "", end_reason: str = "", **fields) -> Desktop:
+    """Move a desktop to ``to``. Raises InvalidTransition (409) when the table forbids it."""
+    with transaction.atomic():
+        desktop = Desktop.objects.select_for_update().select_related("tenant").get(pk=desktop_id)
+        if to not in TRANSITIONS[desktop.status]:
+            raise InvalidTransition(
+                f"A {desktop.get_status_display().lower()} desktop cannot become {DesktopStatus(to).label.lower()}.",
+                details={"status": desktop.status, "wanted": to},
+            )
+        before = {"status": desktop.status}
+        now = timezone.now()
+        desktop.status = to
+        desktop.status_reason = reason[:500]
+        desktop.status_changed_at = now
+        if end_reason:
+            desktop.end_reason = end_reason
+        for key, value in fields.items():
+            setattr(desktop, key, value)
+        if to in FINAL_STATUSES:
+            desktop.ended_at = now
+            freed = free_capacity(desktop)
+        else:
+            freed = False
+        desktop.save()
+        after = {"status": to, **({"reason": reason} if reason else {}), **({"capacity_freed": True} if freed else {})}
+        for key in ("vnc_port", "expires_at", "end_reason"):
+            if key in fields or (key == "end_reason" and end_reason):
+                after[key] = getattr(desktop, key)
+        _record(desktop, f"desktop.{to}", actor=actor, before=before, after=after)
+    return desktop
+
+
+def teardown_end_status(desktop: Desktop) -> str:
+    return {
+        EndReason.RELEASED: DesktopStatus.RELEASED,
+        EndReason.EXPIRED: DesktopStatus.EXPIRED,
+    }.get(desktop.end_reason, DesktopStatus.FAILED)
+
+
+def _enqueue(task_name: str, desktop: Desktop) -> None:
+    from allocations import tasks
+
+    task = getattr(tasks, task_name)
+    queue = desktop.host.queue if desktop.host_id else None
+    transaction.on_commit(lambda: task.apply_async(args=[desktop.pk], queue=queue))
+
+
+def release_desktop(desktop: Desktop, *, actor, end_reason: str = EndReason.RELEASED, reason: str = "") -> Desktop:
+    """Start tearing a desktop down; the host's worker finishes it (``tasks.teardown``)."""
+    if desktop.status == DesktopStatus.STOPPING:
+        raise InvalidTransition("This desktop is already being released.")
+    with transaction.atomic():
+        desktop = transition(
+            desktop.pk,
+            DesktopStatus.STOPPING,
+            actor=actor,
+            end_reason=end_reason,
+            reason=reason or EndReason(end_reason).label,
+        )
+        _enqueue("teardown", desktop)
+    return desktop
+
+
+def extend_desktop(desktop: Desktop, hours: int, *, actor) -> Desktop:
+    """Push a running desktop's expiry back, within the tenant's longest-desktop limit."""
+    if hours < 1:
+        raise PortalError("Extend by at least one hour.")
+    with transaction.atomic():
+        locked = Desktop.objects.select_for_update().select_related("tenant").get(pk=desktop.pk)
+        if locked.status != DesktopStatus.RUNNING:
+            raise InvalidTransition(f"Only a running desktop can be extended; this one is {locked.status}.")
+        limit = Quota.objects.get(tenant=locked.tenant).max_desktop_hours
+        total = locked.duration_hours + hours
+        if total > limit:
+            raise QuotaExceeded(
+                f"A desktop may last at most {limit} hours; this one already has {locked.duration_hours}.",
+                details={
+                    "resource": "desktop_hours",
+                    "used": locked.duration_hours,
+                    "allowed": limit,
+                    "requested": hours,
+                },
+            )
+        before = {"duration_hours": locked.duration_hours, "expires_at": locked.expires_at}
+        locked.duration_hours = total
+        locked.expires_at = locked.expires_at + timedelta(hours=hours)
+        locked.expiry_warned_at = None
+        locked.save(update_fields=["duration_hours", "expires_at", "expiry_warned_at"])
+        _record(
+            locked,
+            "desktop.extended",
+            actor=actor,
+            before=before,
+            after={"duration_hours": total, "expires_at": locked.expires_at},
+        )
+    return locked
+
+
+def reboot_desktop(desktop: Desktop, *, actor) -> Desktop:
+    with transaction.atomic():
+        locked = Desktop.objects.select_for_update().select_related("tenant", "host").get(pk=desktop.pk)
+        if locked.status != DesktopStatus.RUNNING:
+            raise InvalidTransition(f"Only a running desktop can be rebooted; this one is {locked.status}.")
+        _record(locked, "desktop.reboot_requested", actor=actor, before={}, after={})
+        _enqueue("reboot", locked)
+    return locked
+
+
+def expiry_for(desktop: Desktop, started):
+    return started + timedelta(hours=desktop.duration_hours)
+
+
+def stuck_cutoff():
+    return timezone.now() - timedelta(seconds=settings.PORTAL_STUCK_AFTER_S)

@@ -1,0 +1,160 @@
+"""Quota usage and quota-increase requests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.db import transaction
+from django.db.models import Count, Sum
+from django.utils import timezone
+
+from allocations.choices import QuotaRequestStatus
+from allocations.exceptions import InvalidTransition, QuotaExceeded
+from allocations.models import Desktop, Quota, QuotaRequest, Tenant
+from audit import services as audit
+from portal.errors import PortalError
+from portal.services import create_object
+
+
+@dataclass(frozen=True)
+class Usage:
+    desktops: int
+    framebuffer_mib: int
+    per_profile: dict[str, int] = field(default_factory=dict)
+
+
+def usage_of(tenant: Tenant) -> Usage:
+    """What the tenant holds now, desktops in flight included."""
+    holding = Desktop.objects.for_tenant(tenant).holding_capacity()
+    totals = holding.aggregate(n=Count("id"), fb=Sum("framebuffer_mib"))
+    per_profile = dict(
+        holding.filter(profile__isnull=False).values_list("profile__name").annotate(n=Count("id")).order_by()
+    )
+    return Usage(desktops=totals["n"] or 0, framebuffer_mib=totals["fb"] or 0, per_profile=per_profile)
+
+
+def check_room(quota: Quota, usage: Usage, *, framebuffer_mib: int, profile_name: str | None) -> None:
+    """Raise QuotaExceeded naming what is used and what is allowed when one more desktop does not fit."""
+    if usage.desktops + 1 > quota.max_desktops:
+        raise QuotaExceeded(
+            f"Your tenant already has {usage.desktops} of {quota.max_desktops} desktops allowed at once "
+            f"(desktops being started count too).",
+            details={"resource": "desktops", "used": usage.desktops, "allowed": quota.max_desktops, "requested": 1},
+        )
+    if usage.framebuffer_mib + framebuffer_mib > quota.max_framebuffer_mib:
+        raise QuotaExceeded(
+            f"This desktop needs {framebuffer_mib} MiB of GPU framebuffer; your tenant uses "
+            f"{usage.framebuffer_mib} of {quota.max_framebuffer_mib} MiB allowed.",
+            details={
+                "resource": "framebuffer_mib",
+                "used": usage.framebuffer_mib,
+                "allowed": quota.max_framebuffer_mib,
+                "requested": framebuffer_mib,
+            },
+        )
+    if profile_name:
+        limit = quota.profile_limits.filter(profile__name=profile_name).first()
+        used = usage.per_profile.get(profile_name, 0)
+        if limit is not None and used + 1 > limit.max_instances:
+            raise QuotaExceeded(
+                f"Your tenant already has {used} of {limit.max_instances} {profile_name} desktops allowed.",
+                details={
+                    "resource": f"profile:{profile_name}",
+                    "used": used,
+                    "allowed": limit.max_instances,
+                    "requested": 1,
+                },
+            )
+
+
+REQUESTABLE = ("max_desktops", "max_framebuffer_mib", "max_desktop_hours")
+
+
+def request_quota_increase(*, actor, tenant: Tenant, changes: dict, reason: str) -> QuotaRequest:
+    """A member asks for higher limits. Each asked-for value must exceed the current one."""
+    quota = tenant.quota
+    asked = {k: v for k, v in changes.items() if k in REQUESTABLE and v is not None}
+    if not asked:
+        raise PortalError("Ask for at least one of: " + ", ".join(REQUESTABLE) + ".")
+    not_higher = [f"{k} is already {getattr(quota, k)}" for k, v in asked.items() if v <= getattr(quota, k)]
+    if not_higher:
+        raise PortalError("Ask for more than you have: " + "; ".join(not_higher) + ".")
+    if not reason.strip():
+        raise PortalError("Say why you need more (reason).")
+    return create_object(
+        QuotaRequest(tenant=tenant, requested_by=actor, reason=reason.strip(), **asked), actor=actor, tenant=tenant
+    )
+
+
+def _decide(request_id: int, *, actor, status: str, reason: str) -> QuotaRequest:
+    request = QuotaRequest.objects.select_for_update().select_related("tenant").get(pk=request_id)
+    if request.status != QuotaRequestStatus.PENDING:
+        raise InvalidTransition(f"This request was already {request.get_status_display().lower()}.")
+    request.status = status
+    request.decided_by = actor
+    request.decided_at = timezone.now()
+    request.decision_reason = reason.strip()
+    request.save()
+    return request
+
+
+def approve_quota_request(request_id: int, *, actor, reason: str = "") -> QuotaRequest:
+    """Raise the tenant's quota to what was asked (never lowering a limit), in one transaction."""
+    with transaction.atomic():
+        request = _decide(request_id, actor=actor, status=QuotaRequestStatus.APPROVED, reason=reason)
+        quota = Quota.objects.select_for_update().get(tenant=request.tenant)
+        before = {k: getattr(quota, k) for k in REQUESTABLE}
+        for key in REQUESTABLE:
+            asked = getattr(request, key)
+            if asked is not None and asked > getattr(quota, key):
+                setattr(quota, key, asked)
+        quota.save()
+        after = {k: getattr(quota, k) for k in REQUESTABLE}
+        audit.record(
+            "quota_request.approved",
+            actor=actor,
+            object_type="allocations.quotarequest",
+            object_id=request.pk,
+            object_repr=str(request),
+            tenant_id=request.tenant_id,
+            tenant_name=request.tenant.name,
+            before={"status": "pending", "quota": before},
+            after={"status": "approved", "quota": after, "reason": request.decision_reason},
+        )
+    return request
+
+
+def reject_quota_request(request_id: int, *, actor, reason: str) -> QuotaRequest:
+    if not reason.strip():
+        raise PortalError("Give the requester a reason for the rejection.")
+    with transaction.atomic():
+        request = _decide(request_id, actor=actor, status=QuotaRequestStatus.REJECTED, reason=reason)
+        audit.record(
+            "quota_request.rejected",
+            actor=actor,
+            object_type="allocations.quotarequest",
+            object_id=request.pk,
+            object_repr=str(request),
+            tenant_id=request.tenant_id,
+            tenant_name=request.tenant.name,
+            before={"status": "pending"},
+            after={"status": "rejected", "reason": request.decision_reason},
+        )
+    return request
+
+
+def cancel_quota_request(request_id: int, *, actor) -> QuotaRequest:
+    with transaction.atomic():
+        request = _decide(request_id, actor=actor, status=QuotaRequestStatus.CANCELLED, reason="")
+        audit.record(
+            "quota_request.cancelled",
+            actor=actor,
+            object_type="allocations.quotarequest",
+            object_id=request.pk,
+            object_repr=str(request),
+            tenant_id=request.tenant_id,
+            tenant_name=request.tenant.name,
+            before={"status": "pending"},
+            after={"status": "cancelled"},
+        )
+    return request

@@ -1,0 +1,203 @@
+"""Desktop work on the hosts. Each task takes an id, re-reads the row, checks its status first
+(so a second delivery does nothing twice), runs under a time limit, and retries only driver
+errors that say a retry can help. Permanent failures undo what was built and free the claim."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.utils.log import get_task_logger
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from allocations.choices import DesktopStatus, EndReason
+from allocations.exceptions import InvalidTransition
+from allocations.models import Desktop
+from allocations.services import hosting, lifecycle
+from allocations.services.reconcile import reconcile_host as reconcile_host_service
+from audit import services as audit
+from inventory.drivers.base import DriverError
+from inventory.models import Host
+
+log = get_task_logger(__name__)
+MAX_RETRIES = 5
+TIME_LIMIT = settings.PORTAL_PROVISION_TIMEOUT_S
+
+
+def _backoff(retries: int) -> int:
+    return min(120, 2 * 3**retries)  # 2, 6, 18, 54, 120 s
+
+
+def _load(desktop_id: int) -> Desktop | None:
+    return (
+        Desktop.objects.select_related("host", "tenant", "template", "profile", "owner").filter(pk=desktop_id).first()
+    )
+
+
+def _fail(desktop: Desktop, reason: str) -> None:
+    """Undo what may exist on the host (best effort), then FAILED with the claim freed."""
+    try:
+        hosting.teardown_desktop(desktop)
+    except DriverError as exc:
+        reason = f"{reason}; clean-up also failed ({exc}), the reconciler will retry it"
+    try:
+        lifecycle.transition(desktop.pk, DesktopStatus.FAILED, reason=reason, end_reason=EndReason.FAILED)
+    except InvalidTransition:
+        pass  # already final
+
+
+@shared_task(bind=True, acks_late=True, max_retries=MAX_RETRIES, soft_time_limit=TIME_LIMIT, time_limit=TIME_LIMIT + 30)
+def provision(self, desktop_id: int) -> str | None:
+    desktop = _load(desktop_id)
+    if desktop is None or desktop.status not in (DesktopStatus.REQUESTED, DesktopStatus.PROVISIONING):
+        return None  # released, failed or running already: nothing to do
+    if desktop.status == DesktopStatus.REQUESTED:
+        desktop = lifecycle.transition(desktop.pk, DesktopStatus.PROVISIONING, reason="building on the host")
+        desktop = _load(desktop_id)
+    try:
+        info = hosting.build_desktop(desktop)
+    except SoftTimeLimitExceeded:
+        _fail(desktop, f"provisioning took longer than {TIME_LIMIT} s")
+        return "failed"
+    except DriverError as exc:
+        if exc.retryable and self.request.retries < self.max_retries:
+            log.info("desktop %s: transient error, retrying: %s", desktop_id, exc)
+            raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
+        _fail(desktop, f"could not be built on {desktop.host.name}: {exc}")
+        return "failed"
+    now = timezone.now()
+    try:
+        lifecycle.transition(
+            desktop.pk,
+            DesktopStatus.RUNNING,
+            reason="",
+            started_at=now,
+            expires_at=lifecycle.expiry_for(desktop, now),
+            vnc_port=info.vnc_port,
+        )
+    except InvalidTransition:
+        return None  # released while it was being built: the queued teardown removes it
+    return "running"
+
+
+@shared_task(bind=True, acks_late=True, max_retries=MAX_RETRIES, soft_time_limit=TIME_LIMIT, time_limit=TIME_LIMIT + 30)
+def teardown(self, desktop_id: int) -> str | None:
+    desktop = _load(desktop_id)
+    if desktop is None or desktop.status != DesktopStatus.STOPPING:
+        return None
+    try:
+        hosting.teardown_desktop(desktop)
+    except SoftTimeLimitExceeded:
+        lifecycle.transition(desktop.pk, DesktopStatus.FAILED, reason=f"teardown took longer than {TIME_LIMIT} s")
+        return "failed"
+    except DriverError as exc:
+        if exc.retryable and self.request.retries < self.max_retries:
+            raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
+        lifecycle.transition(
+            desktop.pk,
+            DesktopStatus.FAILED,
+            reason=f"teardown failed: {exc}; the reconciler will remove what is left",
+        )
+        return "failed"
+    final = lifecycle.teardown_end_status(desktop)
+    lifecycle.transition(desktop.pk, final, reason=desktop.status_reason)
+    return final
+
+
+@shared_task(bind=True, acks_late=True, max_retries=3, soft_time_limit=120, time_limit=150)
+def reboot(self, desktop_id: int) -> str | None:
+    desktop = _load(desktop_id)
+    if desktop is None or desktop.status != DesktopStatus.RUNNING:
+        return None
+    try:
+        info = hosting.reboot_desktop(desktop)
+    except DriverError as exc:
+        if exc.retryable and self.request.retries < self.max_retries:
+            raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
+        log.warning("desktop %s: reboot failed: %s", desktop_id, exc)
+        return "failed"
+    Desktop.objects.filter(pk=desktop.pk).update(vnc_port=info.vnc_port)
+    return "rebooted"
+
+
+@shared_task
+def expire_due() -> dict:
+    """Beat: warn desktops about to expire, and release those past their time."""
+    now = timezone.now()
+    warned = 0
+    soon = now + timedelta(seconds=settings.PORTAL_EXPIRY_WARNING_S)
+    for desktop in Desktop.objects.filter(
+        status=DesktopStatus.RUNNING, expires_at__lte=soon, expires_at__gt=now, expiry_warned_at__isnull=True
+    ).select_related("tenant"):
+        with transaction.atomic():
+            if Desktop.objects.filter(pk=desktop.pk, expiry_warned_at__isnull=True).update(expiry_warned_at=now):
+                warned += 1
+                audit.record(
+                    "desktop.expiry_warning",
+                    actor=None,
+                    object_type="allocations.desktop",
+                    object_id=desktop.pk,
+                    object_repr=desktop.name,
+                    tenant_id=desktop.tenant_id,
+                    tenant_name=desktop.tenant.name,
+                    after={"expires_at": desktop.expires_at},
+                )
+    expired = 0
+    for desktop in Desktop.objects.filter(status=DesktopStatus.RUNNING, expires_at__lte=now).select_related("host"):
+        try:
+            lifecycle.release_desktop(desktop, actor=None, end_reason=EndReason.EXPIRED, reason="its time ran out")
+            expired += 1
+        except InvalidTransition:
+            pass  # released meanwhile
+    return {"warned": warned, "expired": expired}
+
+
+@shared_task
+def sweep_stuck() -> dict:
+    """Beat: desktops stuck in flight past PORTAL_STUCK_AFTER_S get their task queued again (idempotent);
+    ones stuck in PROVISIONING are given up on and torn down."""
+    cutoff = lifecycle.stuck_cutoff()
+    stuck = Desktop.objects.filter(status_changed_at__lt=cutoff).select_related("host")
+    counts = {"requeued": 0, "abandoned": 0}
+    for desktop in stuck.filter(status=DesktopStatus.REQUESTED):
+        provision.apply_async(args=[desktop.pk], queue=desktop.host.queue)
+        counts["requeued"] += 1
+    for desktop in stuck.filter(status=DesktopStatus.STOPPING):
+        Desktop.objects.filter(pk=desktop.pk).update(status_changed_at=timezone.now())
+        teardown.apply_async(args=[desktop.pk], queue=desktop.host.queue)
+        counts["requeued"] += 1
+    for desktop in stuck.filter(status=DesktopStatus.PROVISIONING):
+        try:
+            lifecycle.release_desktop(
+                desktop,
+                actor=None,
+                end_reason=EndReason.FAILED,
+                reason=f"provisioning did not finish within {settings.PORTAL_STUCK_AFTER_S} s",
+            )
+            counts["abandoned"] += 1
+        except InvalidTransition:
+            pass
+    return counts
+
+
+@shared_task(bind=True, acks_late=True, soft_time_limit=120, time_limit=150)
+def reconcile_host(self, host_id: int) -> dict | None:
+    host = Host.objects.filter(pk=host_id).first()
+    if host is None:
+        return None
+    try:
+        return reconcile_host_service(host).as_dict()
+    except DriverError as exc:
+        log.warning("reconcile %s: %s", host.name, exc)
+        return None
+
+
+@shared_task
+def reconcile_all() -> int:
+    hosts = Host.objects.exclude(state="offline")
+    for host in hosts:
+        reconcile_host.apply_async(args=[host.pk], queue=host.queue)
+    return len(hosts)

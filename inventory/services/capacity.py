@@ -1,0 +1,59 @@
+"""Claiming and returning host and GPU capacity with conditional updates.
+
+Each claim is one ``UPDATE … WHERE <there is room>`` that must touch exactly the
+rows it names; if another transaction took the room first, it touches fewer and
+the claim fails, with nothing half-done (callers run each attempt in a
+savepoint). Locks are always taken host first, then GPUs, so concurrent claims
+cannot deadlock.
+"""
+
+from __future__ import annotations
+
+from django.db.models import F, Q
+
+from inventory.choices import GPUMode, HostState
+from inventory.models import GPU, Host, VGPUProfile
+
+
+def claim_host(host_id: int, vcpus: int, memory_mib: int) -> bool:
+    return (
+        Host.objects.filter(
+            pk=host_id,
+            state=HostState.ONLINE,
+            vcpus_used__lte=F("cpu_cores") - vcpus,
+            memory_used_mib__lte=F("memory_mib") - memory_mib,
+        ).update(vcpus_used=F("vcpus_used") + vcpus, memory_used_mib=F("memory_used_mib") + memory_mib)
+        == 1
+    )
+
+
+def claim_vgpu(gpu_id: int, profile: VGPUProfile) -> bool:
+    """One instance of ``profile`` on the GPU: it must run that profile with room left, or be empty."""
+    room = Q(current_profile=profile, instances_used__lt=profile.max_per_gpu) | Q(
+        current_profile__isnull=True, instances_used=0
+    )
+    return (
+        GPU.objects.filter(room, pk=gpu_id, mode=GPUMode.VGPU, present=True, model=profile.board).update(
+            current_profile=profile, instances_used=F("instances_used") + 1
+        )
+        == 1
+    )
+
+
+def claim_whole_gpus(gpu_ids: list[int]) -> bool:
+    taken = GPU.objects.filter(pk__in=gpu_ids, mode=GPUMode.PASSTHROUGH, present=True, instances_used=0).update(
+        instances_used=1
+    )
+    return taken == len(set(gpu_ids))
+
+
+def release_host(host_id: int, vcpus: int, memory_mib: int) -> None:
+    Host.objects.filter(pk=host_id).update(
+        vcpus_used=F("vcpus_used") - vcpus, memory_used_mib=F("memory_used_mib") - memory_mib
+    )
+
+
+def release_gpus(gpu_ids: list[int]) -> None:
+    """Return one instance on each GPU; a vGPU board left empty forgets its profile (it may take any type)."""
+    GPU.objects.filter(pk__in=gpu_ids, instances_used__gt=0).update(instances_used=F("instances_used") - 1)
+    GPU.objects.filter(pk__in=gpu_ids, instances_used=0, mode=GPUMode.VGPU).update(current_profile=None)
