@@ -124,3 +124,22 @@ def lab(catalog, tmp_path):
     yield build
     for uri in made:
         forget_connection(uri)
+
+
+@pytest.fixture
+def run_tasks(django_capture_on_commit_callbacks, settings):
+    """Run Celery tasks inline: on-commit enqueues execute at once (``with run_tasks(): ...``)."""
+    from contextlib import contextmanager
+
+    from portal.celery import app
+
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
+
+    @contextmanager
+    def runner():
+        with django_capture_on_commit_callbacks(execute=True):
+            yield
+
+    yield runner
+    app.conf.task_always_eager = False

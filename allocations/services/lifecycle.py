@@ -49,7 +49,7 @@ def free_capacity(desktop: Desktop) -> bool:
 def transition(desktop_id: int, to: str, *, actor=None, reason: str = "", end_reason: str = "", **fields) -> Desktop:
     """Move a desktop to ``to``. Raises InvalidTransition (409) when the table forbids it."""
     with transaction.atomic():
-        desktop = Desktop.objects.select_for_update().select_related("tenant").get(pk=desktop_id)
+        desktop = Desktop.objects.select_for_update(of=("self",)).select_related("tenant").get(pk=desktop_id)
         if to not in TRANSITIONS[desktop.status]:
             raise InvalidTransition(
                 f"A {desktop.get_status_display().lower()} desktop cannot become {DesktopStatus(to).label.lower()}.",
@@ -114,7 +114,7 @@ def extend_desktop(desktop: Desktop, hours: int, *, actor) -> Desktop:
     if hours < 1:
         raise PortalError("Extend by at least one hour.")
     with transaction.atomic():
-        locked = Desktop.objects.select_for_update().select_related("tenant").get(pk=desktop.pk)
+        locked = Desktop.objects.select_for_update(of=("self",)).select_related("tenant").get(pk=desktop.pk)
         if locked.status != DesktopStatus.RUNNING:
             raise InvalidTransition(f"Only a running desktop can be extended; this one is {locked.status}.")
         limit = Quota.objects.get(tenant=locked.tenant).max_desktop_hours
@@ -146,7 +146,7 @@ def extend_desktop(desktop: Desktop, hours: int, *, actor) -> Desktop:
 
 def reboot_desktop(desktop: Desktop, *, actor) -> Desktop:
     with transaction.atomic():
-        locked = Desktop.objects.select_for_update().select_related("tenant", "host").get(pk=desktop.pk)
+        locked = Desktop.objects.select_for_update(of=("self",)).select_related("tenant", "host").get(pk=desktop.pk)
         if locked.status != DesktopStatus.RUNNING:
             raise InvalidTransition(f"Only a running desktop can be rebooted; this one is {locked.status}.")
         _record(locked, "desktop.reboot_requested", actor=actor, before={}, after={})

@@ -87,7 +87,7 @@ def request_quota_increase(*, actor, tenant: Tenant, changes: dict, reason: str)
 
 
 def _decide(request_id: int, *, actor, status: str, reason: str) -> QuotaRequest:
-    request = QuotaRequest.objects.select_for_update().select_related("tenant").get(pk=request_id)
+    request = QuotaRequest.objects.select_for_update(of=("self",)).select_related("tenant").get(pk=request_id)
     if request.status != QuotaRequestStatus.PENDING:
         raise InvalidTransition(f"This request was already {request.get_status_display().lower()}.")
     request.status = status

@@ -13,10 +13,10 @@ from django.contrib.auth import get_user_model
 
 from allocations.choices import Role
 from allocations.models import Membership
-from allocations.tests.factories import make_membership, make_template, make_tenant, make_user
-from audit.models import AuditEvent
 from allocations.services.quotas import request_quota_increase
 from allocations.services.request import request_desktop
+from allocations.tests.factories import make_membership, make_template, make_tenant, make_user
+from audit.models import AuditEvent
 from inventory.models import VGPUProfile
 from inventory.tests.factories import make_gpu, make_host, make_profile
 
@@ -37,11 +37,17 @@ ACCESS = {
     # Desktops are asked for by tenant members for their own tenant; nobody edits or deletes one
     # (release is an action). Platform admins hold no tenant, so they cannot ask for one.
     "desktops": {
-        "read": EVERYONE, "write": {ADMIN, MEMBER, OUTSIDER}, "verbs": "LRC", "scoped": True,
+        "read": EVERYONE,
+        "write": {ADMIN, MEMBER, OUTSIDER},
+        "verbs": "LRC",
+        "scoped": True,
         "expect": {("create", ADMIN): 403, ("create", OUTSIDER): 404},
     },
     "quota-requests": {
-        "read": EVERYONE, "write": {ADMIN, MEMBER, OUTSIDER}, "verbs": "LRC", "scoped": True,
+        "read": EVERYONE,
+        "write": {ADMIN, MEMBER, OUTSIDER},
+        "verbs": "LRC",
+        "scoped": True,
         "expect": {("create", ADMIN): 403},
     },
 }
