@@ -33,7 +33,20 @@ def create_gpu(data: dict, *, actor) -> GPU:
 
 
 def update_gpu(gpu: GPU, changes: dict, *, actor) -> GPU:
-    return update_object(gpu, changes, actor=actor)
+    """Mode and profile follow what runs on the board: they cannot change under running desktops."""
+    with transaction.atomic():
+        locked = GPU.objects.select_for_update().get(pk=gpu.pk)
+        moving = [
+            name
+            for name in ("mode", "current_profile", "model")
+            if name in changes and changes[name] != getattr(locked, name)
+        ]
+        if moving and locked.instances_used:
+            raise Conflict(
+                f"{locked} has {locked.instances_used} desktop instance(s) in use; release them before changing "
+                f"{', '.join(moving)}."
+            )
+        return update_object(locked, changes, actor=actor)
 
 
 def delete_gpu(gpu: GPU, *, actor) -> None:

@@ -58,3 +58,16 @@ def test_profile_cannot_promise_more_than_the_board_holds():
     profile.max_per_gpu = 7
     with pytest.raises(ValidationError, match="exceeds the board"):
         profile.full_clean()
+
+
+def test_gpu_mode_cannot_change_under_running_desktops(api, platform_admin):
+    profile = make_profile("A40-8Q")
+    gpu = make_gpu(make_host(), current_profile=profile, instances_used=2)
+    response = api.as_user(platform_admin).patch(f"/api/gpus/{gpu.pk}/", {"mode": "passthrough"}, format="json")
+    assert response.status_code == 409
+    assert "2 desktop instance(s) in use" in response.json()["error"]["message"]
+    gpu.refresh_from_db()
+    assert gpu.mode == "vgpu"
+    GPU.objects.filter(pk=gpu.pk).update(instances_used=0, current_profile=None)
+    response = api.as_user(platform_admin).patch(f"/api/gpus/{gpu.pk}/", {"mode": "passthrough"}, format="json")
+    assert response.status_code == 200
