@@ -19,17 +19,16 @@ migrate: venv
 seed: migrate
 	$(MANAGE) seed_profiles
 	$(MANAGE) seed_demo
-	$(MANAGE) lab create --flavour test
 
 # Start a local Redis (Celery broker, Channels layer) unless one already answers.
 redis:
 	@command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
 	@redis-cli -u $(REDIS_URL) ping >/dev/null 2>&1 || { mkdir -p var/redis && redis-server --bind 127.0.0.1 --port $$(echo $(REDIS_URL) | sed -E 's|.*:([0-9]+)/.*|\1|') --dir var/redis --daemonize yes --logfile $(CURDIR)/var/redis.log && echo "Redis started ($(REDIS_URL))"; }
 
+# Redis, the lab (VM lab if libvirtd + QEMU can run here, else the test-driver lab), a worker per host,
+# beat, and the portal in the foreground (scripts/run.sh).
 run: seed redis
-	@echo
-	@echo "Portal: http://$(HOST):$(PORT)/   API docs: http://$(HOST):$(PORT)/api/docs/   (Ctrl-C stops it)"
-	.venv/bin/daphne -b $(HOST) -p $(PORT) portal.asgi:application
+	HOST=$(HOST) PORT=$(PORT) scripts/run.sh
 
 # Fast tier on SQLite unless DATABASE_URL points elsewhere (CI sets PostgreSQL).
 test: venv

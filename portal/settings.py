@@ -104,8 +104,15 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
-# A task whose worker died is redelivered after this long (must exceed the longest retry countdown).
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT_S", 900, minimum=60)}
+# A task whose worker died (acks_late: never acknowledged) is redelivered once it has been unacknowledged
+# this long; it must exceed the longest task plus retry countdown. Workers look for such tasks every few
+# seconds (kombu's default is every ~100 s).
+_VISIBILITY_S = env_int("CELERY_VISIBILITY_TIMEOUT_S", 900, minimum=5)
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": _VISIBILITY_S,
+    "unacked_restore_interval": max(1, min(10, _VISIBILITY_S // 4)),
+    "unacked_restore_throttle": 1,
+}
 CELERY_TASK_DEFAULT_QUEUE = "celery"
 
 if env_str("CHANNEL_LAYER", "redis") == "memory":

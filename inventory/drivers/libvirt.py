@@ -70,9 +70,39 @@ class LabConfig:
     def nodedev_uri(self) -> str:
         return f"test://{self.xml.resolve()}"
 
+    @property
+    def payload(self) -> Path:
+        """The VM lab's guest: a Debian cloud kernel and a busybox initramfs (scripts/vmlab.sh builds them)."""
+        return self.xml.parent / "payload"
+
+    def guest(self, spec: DomainSpec) -> DomainSpec:
+        """What a VM-lab host actually boots for a desktop: a tiny TCG guest (1 vCPU, 256 MiB, no disk)
+        instead of the template's image. The portal still accounts the template's vCPUs and RAM."""
+        payload = self.payload.resolve()  # qemu runs as libvirt-qemu: hand it the real path
+        kernel, initrd = payload / "vmlinuz", payload / "initrd.gz"
+        if not kernel.exists() or not initrd.exists():
+            raise DriverError(
+                f"the VM lab's guest payload is missing in {self.payload}",
+                retryable=False,
+                detail="run scripts/vmlab.sh start",
+            )
+        return replace(
+            spec,
+            domain_type="qemu",
+            disk_image="",
+            kernel=str(kernel),
+            initrd=str(initrd),
+            cmdline="console=tty0 console=ttyS0 quiet panic=-1",
+            vcpus=1,
+            memory_mib=min(spec.memory_mib, 256),
+            serial_log=f"{LAB_SERIAL_DIR}/{spec.name}-serial.log",
+        )
+
 
 # libvirt prints every error to stderr by default; ours are raised as DriverError instead.
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+
+LAB_SERIAL_DIR = "/var/log/libvirt/qemu"
 
 _connections: dict[str, libvirt.virConnect] = {}
 _connections_lock = threading.Lock()
@@ -143,7 +173,8 @@ class LibvirtDriver:
 
     # --- discovery --------------------------------------------------------------------------
     def host_info(self) -> HostInfo:
-        arch, memory_mib, cpus, *_ = self._call("cannot read host info", self.conn.getInfo)
+        # A VM-lab host's CPUs and RAM are those its lab file describes, like its GPUs.
+        arch, memory_mib, cpus, *_ = self._call("cannot read host info", self._nodedev_conn.getInfo)
         version = self._call("cannot read libvirt version", self.conn.getLibVersion)
         hostname = self._call("cannot read host name", self.conn.getHostname)
         major, minor, micro = version // 1_000_000, (version // 1000) % 1000, version % 1000
@@ -282,6 +313,8 @@ class LibvirtDriver:
         """Define (persistently) the domain for ``spec``; defining the same name again is a no-op."""
         if spec.attach_vgpu_as_hostdev != self.vgpu_as_hostdev:
             spec = replace(spec, attach_vgpu_as_hostdev=self.vgpu_as_hostdev)
+        if self.lab and not self.uri.startswith("test:"):
+            spec = self.lab.guest(spec)
         existing = self._lookup(spec.name)
         if existing is not None:
             return self._domain_info(existing)
@@ -326,6 +359,8 @@ class LibvirtDriver:
             self._call(f"cannot undefine domain {name}", domain.undefine)
         if self.lab:
             self.lab.store.detach(name)
+            if not self.uri.startswith("test:"):
+                Path(f"{LAB_SERIAL_DIR}/{name}-serial.log").unlink(missing_ok=True)
 
     def domain_info(self, name: str) -> DomainInfo | None:
         domain = self._lookup(name)

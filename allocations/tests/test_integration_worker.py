@@ -1,0 +1,194 @@
+"""Integration tier: a real Celery worker process on Redis provisions a VM-lab desktop requested
+through the API, and releases it; a worker killed mid-provisioning loses nothing.
+
+Needs PostgreSQL (the worker shares the test database), Redis and the VM lab; CI starts all
+three and sets PORTAL_REQUIRE_VM_LAB=1."""
+
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+from django.conf import settings
+from django.db import connection
+
+from allocations.choices import DesktopStatus
+from allocations.models import Desktop
+from allocations.tests.factories import make_template
+from inventory.models import GPU, Host, VGPUProfile
+from inventory.services.connect import driver_for
+from inventory.services.lab import LabHostSpec, create_lab_host
+from inventory.services.sync import sync_host
+from inventory.tests.test_vm_lab import ROOT, vm_lab_available
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+def _require(condition_message: str):
+    if condition_message:
+        if os.environ.get("PORTAL_REQUIRE_VM_LAB") == "1":
+            pytest.fail(condition_message)
+        pytest.skip(condition_message)
+
+
+@pytest.fixture
+def vm_host(catalog, tmp_path_factory):
+    _require("" if connection.vendor == "postgresql" else "the worker shares the database: needs PostgreSQL")
+    try:
+        redis.Redis.from_url(settings.CELERY_BROKER_URL).ping()
+    except redis.RedisError as exc:
+        _require(f"Redis at {settings.CELERY_BROKER_URL} does not answer: {exc}")
+    _require(vm_lab_available())
+    lab_dir = ROOT / "var" / "itest" / uuid.uuid4().hex[:8]
+    lab_dir.mkdir(parents=True)
+    (lab_dir / "payload").symlink_to(ROOT / "var/lab/payload")
+    host = create_lab_host(LabHostSpec.parse(f"itest-{lab_dir.name}=A40x1"), directory=lab_dir, flavour="vm")
+    sync_host(host)
+    redis.Redis.from_url(settings.CELERY_BROKER_URL).delete(host.queue)
+    yield Host.objects.get(pk=host.pk)
+    for name in [d.name for d in driver_for(host).list_domains() if d.name.startswith("desktop-")]:
+        if d_info := driver_for(host).domain_info(name):
+            if d_info.metadata.get("desktop"):
+                driver_for(host).destroy_domain(name)
+                driver_for(host).undefine_domain(name)
+
+
+class Worker:
+    """A real `celery worker` process consuming one host's queue, in its own process group."""
+
+    def __init__(self, host: Host, log: Path):
+        db = connection.settings_dict
+        env = dict(os.environ)
+        env.update(
+            DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+            CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
+            CELERY_VISIBILITY_TIMEOUT_S="8",
+            PORTAL_DOMAIN_TYPE="qemu",
+        )
+        self.log = log
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "portal",
+                "worker",
+                "-Q",
+                host.queue,
+                "-c",
+                "1",
+                "-n",
+                f"{host.name}-{uuid.uuid4().hex[:4]}@itest",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-l",
+                "INFO",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=open(log, "ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def kill(self):
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def wait_for(desktop_id, statuses, timeout=90.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = Desktop.objects.filter(pk=desktop_id).values_list("status", flat=True).first()
+        if status in statuses:
+            return status
+        time.sleep(0.05)
+    raise AssertionError(f"desktop {desktop_id} still {status} after {timeout} s")
+
+
+@pytest.fixture
+def member_and_template(tenant, tenant_member):
+    tenant.quota.max_desktops = 10
+    tenant.quota.max_framebuffer_mib = 10**6
+    tenant.quota.save()
+    template = make_template(
+        "CAD", profile=VGPUProfile.objects.get(name="A40-8Q"), tenants=[tenant], vcpus=2, memory_mib=2048
+    )
+    return tenant_member, template
+
+
+def test_worker_provisions_and_releases_a_vm_lab_desktop_through_the_api(api, vm_host, member_and_template, tmp_path):
+    user, template = member_and_template
+    client = api.as_user(user)
+    worker = Worker(vm_host, tmp_path / "worker.log")
+    latencies = []
+    try:
+        for _ in range(5):
+            started = time.monotonic()
+            created = client.post("/api/desktops/", {"template": template.pk, "duration_hours": 1}, format="json")
+            assert created.status_code == 201, created.content
+            desktop_id = created.json()["id"]
+            assert wait_for(desktop_id, {"running", "failed"}) == "running", (tmp_path / "worker.log").read_text()
+            latencies.append(time.monotonic() - started)
+            desktop = Desktop.objects.get(pk=desktop_id)
+            info = driver_for(vm_host).domain_info(desktop.domain_name)
+            assert info.state == "running" and info.vnc_port == desktop.vnc_port
+            assert client.post(f"/api/desktops/{desktop_id}/release/").status_code == 200
+            assert wait_for(desktop_id, {"released", "failed"}) == "released"
+            assert driver_for(vm_host).domain_info(desktop.domain_name) is None
+        latencies.sort()
+        print(
+            f"\nrequest→RUNNING through a real worker on the VM lab: median {statistics.median(latencies):.2f} s, "
+            f"max {latencies[-1]:.2f} s over {len(latencies)}"
+        )
+    finally:
+        worker.stop()
+    assert driver_for(vm_host).list_mdevs() == []
+    assert GPU.objects.get(host=vm_host).instances_used == 0
+
+
+def test_worker_killed_while_provisioning_loses_nothing(api, vm_host, member_and_template, tmp_path):
+    user, template = member_and_template
+    worker = Worker(vm_host, tmp_path / "worker1.log")
+    created = api.as_user(user).post("/api/desktops/", {"template": template.pk, "duration_hours": 1}, format="json")
+    desktop_id = created.json()["id"]
+    try:
+        wait_for(desktop_id, {"provisioning", "running"}, timeout=60)
+        worker.kill()  # SIGKILL to the whole worker, somewhere inside provisioning
+        killed_in = Desktop.objects.get(pk=desktop_id).status
+        replacement = Worker(vm_host, tmp_path / "worker2.log")
+        try:
+            final = wait_for(desktop_id, {"running", "failed"}, timeout=90)
+            desktop = Desktop.objects.get(pk=desktop_id)
+            driver = driver_for(vm_host)
+            if final == "running":
+                assert driver.domain_info(desktop.domain_name).state == "running"
+                assert [m.uuid for m in driver.list_mdevs()] == [str(desktop.mdev_uuid)]
+                api.as_user(user).post(f"/api/desktops/{desktop_id}/release/")
+                assert wait_for(desktop_id, {"released"}) == "released"
+            assert driver.domain_info(desktop.domain_name) is None or final == "running"
+            print(f"\nworker killed while the desktop was {killed_in}: ended {final}")
+        finally:
+            replacement.stop()
+    finally:
+        worker.stop()
+    desktop = Desktop.objects.get(pk=desktop_id)
+    assert desktop.status in (DesktopStatus.RELEASED, DesktopStatus.FAILED) and not desktop.holds_capacity
+    assert driver_for(vm_host).list_mdevs() == []
+    assert GPU.objects.get(host=vm_host).instances_used == 0
