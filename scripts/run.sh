@@ -36,7 +36,7 @@ start() {  # name, command...
     pids+=($!)
     echo "  started $name (pid $!, log var/log/$name.log)"
 }
-queues=$($PY manage.py shell -c "from inventory.models import Host; print(' '.join(h.queue for h in Host.objects.order_by('name')))")
+queues=$($PY manage.py lab queues)
 for queue in $queues; do
     start "worker-$queue" $PY -m celery -A portal worker -Q "$queue" -c 1 -n "$queue@%h" -l INFO
 done

@@ -129,3 +129,11 @@ def test_lab_command_builds_and_syncs_hosts(catalog, tmp_path, capsys):
         call_command("lab", "create", "--dir", str(tmp_path), "--host", "lab z")
     for name in ("lab-x", "lab-y"):
         forget_connection(Host.objects.get(name=name).libvirt_uri)
+
+
+def test_lab_queues_lists_every_host_queue(lab, capsys):
+    lab("lab-a40=A40x1")
+    lab("lab-a16=A16x1")
+    capsys.readouterr()
+    call_command("lab", "queues")
+    assert capsys.readouterr().out.split() == ["host.lab-a16", "host.lab-a40"]

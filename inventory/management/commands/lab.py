@@ -24,10 +24,14 @@ class Command(BaseCommand):
         create.add_argument("--host", action="append", dest="hosts", help=f"default: {' '.join(DEFAULT_HOSTS)}")
         create.add_argument("--dir", default=str(settings.VAR_DIR / "lab"))
         sub.add_parser("status", help="what each lab host's libvirt reports")
+        sub.add_parser("queues", help="print every host's task queue (host.<name>), one per line")
 
     def handle(self, *args, action, **options):
         if action == "create":
             self._create(options["flavour"], options["hosts"] or list(DEFAULT_HOSTS), Path(options["dir"]))
+        elif action == "queues":
+            for host in Host.objects.order_by("name"):
+                self.stdout.write(host.queue)
         else:
             self._status()
 
