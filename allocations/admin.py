@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from allocations.models import DesktopTemplate, Membership, ProfileQuota, Quota, Tenant
+from allocations.models import Desktop, DesktopTemplate, Membership, ProfileQuota, Quota, QuotaRequest, Tenant
 
 
 class QuotaInline(admin.StackedInline):
@@ -49,3 +49,36 @@ class DesktopTemplateAdmin(admin.ModelAdmin):
     search_fields = ("name",)
     filter_horizontal = ("allowed_tenants",)
     autocomplete_fields = ("profile",)
+
+
+@admin.register(Desktop)
+class DesktopAdmin(admin.ModelAdmin):
+    """Read-only: desktops change state only through the lifecycle services (audited)."""
+
+    list_display = ("name", "tenant", "owner", "profile", "status", "host", "requested_at", "expires_at")
+    list_filter = ("status", "tenant", "host")
+    search_fields = ("name", "owner__username", "domain_name", "mdev_uuid")
+    list_select_related = ("tenant", "owner", "profile", "host")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(QuotaRequest)
+class QuotaRequestAdmin(admin.ModelAdmin):
+    """Read-only here: approve or reject through the API or the portal, which audit the decision."""
+
+    list_display = ("tenant", "requested_by", "status", "max_desktops", "max_framebuffer_mib", "created_at")
+    list_filter = ("status", "tenant")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -4,6 +4,7 @@ and the simulated source following what runs on the host."""
 from types import SimpleNamespace
 
 import pynvml
+import pytest
 
 from inventory.drivers.base import DomainInfo, GPUDevice, Mdev, MdevType
 from inventory.drivers.telemetry import NVMLTelemetry, SimulatedTelemetry
@@ -203,3 +204,16 @@ def test_simulated_figures_are_reproducible_and_idle_boards_read_near_zero():
     b = SimulatedTelemetry("h", clock=lambda: 1000.5).sample(gpus, [], [])
     assert a.gpus == b.gpus
     assert a.gpus[0].sm_util < 2 and a.gpus[0].fb_used_mib == 0 and a.gpus[0].power_w < 40
+
+
+@pytest.mark.django_db
+def test_telemetry_command_prints_the_hosts_source(lab, capsys):
+    import json
+
+    from django.core.management import call_command
+
+    lab("lab-a40=A40x2")
+    call_command("telemetry", "lab-a40")
+    sample = json.loads(capsys.readouterr().out)
+    assert sample["source"] == "simulated" and sample["status"] == "ok"
+    assert [g["pci_address"] for g in sample["gpus"]] == ["0000:41:00.0", "0000:61:00.0"]
