@@ -39,7 +39,7 @@ test: venv
 
 # What CI runs: the suite against real PostgreSQL and Redis servers on loopback.
 test-pg: venv
-	eval "$$(scripts/services.sh start)" && $(MAKE) test
+	urls=$$(scripts/services.sh start) && eval "$$urls" && export DATABASE_URL REDIS_URL && $(MAKE) test
 
 lint: venv
 	.venv/bin/ruff check .
