@@ -209,3 +209,53 @@ class GPUMdevType(models.Model):
 
     def __str__(self) -> str:
         return f"{self.gpu}: {self.type_name} ({self.type_id}) × {self.available_instances}"
+
+
+class SampleResolution(models.TextChoices):
+    RAW = "raw", "Raw (every few seconds)"
+    MINUTE = "minute", "Minute average"
+
+
+class UtilizationSample(models.Model):
+    """One utilization reading of a GPU (``mdev_uuid`` empty) or of one vGPU instance on it.
+
+    Raw rows arrive every few seconds and are kept for hours; ``rollup`` turns each minute
+    into an average row kept for weeks (``services.utilization``).
+    """
+
+    gpu = models.ForeignKey(GPU, on_delete=models.CASCADE, related_name="samples")
+    mdev_uuid = models.CharField(max_length=36, blank=True, db_index=True)
+    resolution = models.CharField(max_length=10, choices=SampleResolution.choices, default=SampleResolution.RAW)
+    sampled_at = models.DateTimeField(db_index=True)
+    sm_util = models.FloatField()
+    mem_util = models.FloatField()
+    fb_used_mib = models.PositiveIntegerField()
+    fb_total_mib = models.PositiveIntegerField(null=True, blank=True)
+    temperature_c = models.FloatField(null=True, blank=True)
+    power_w = models.FloatField(null=True, blank=True)
+    encoder_util = models.FloatField(null=True, blank=True)
+    decoder_util = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["sampled_at"]
+        indexes = [models.Index(fields=["gpu", "resolution", "sampled_at"], name="sample_gpu_time_idx")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["gpu", "mdev_uuid", "sampled_at"],
+                condition=models.Q(resolution="minute"),
+                name="sample_one_minute_row",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.gpu} {self.mdev_uuid or 'GPU'} @ {self.sampled_at:%H:%M:%S}: SM {self.sm_util}%"
+
+
+class PlacementFailure(models.Model):
+    """How often requests found no capacity, by reason (for /metrics); one counter row per reason."""
+
+    reason = models.CharField(max_length=40, unique=True)
+    count = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.count}"

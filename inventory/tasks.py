@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from celery import shared_task
 from celery.utils.log import get_task_logger
+from django.conf import settings
 
 from inventory.drivers.base import DriverError
 from inventory.models import Host
-from inventory.services import connect
+from inventory.services import connect, utilization
 from inventory.services.hosts import mark_silent_hosts_offline
 from inventory.services.sync import sync_host as sync_host_service
 
@@ -69,3 +70,34 @@ def send_heartbeats() -> int:
 def check_heartbeats() -> list[str]:
     """Beat: a host silent past PORTAL_HEARTBEAT_TIMEOUT_S goes offline and gets no new desktops."""
     return mark_silent_hosts_offline()
+
+
+@shared_task(acks_late=False, soft_time_limit=20, time_limit=30)
+def sample_utilization(host_id: int) -> int | None:
+    """On the host's queue: read its telemetry, store it, push it to dashboards."""
+    host = Host.objects.filter(pk=host_id).first()
+    if host is None:
+        return None
+    try:
+        return len(utilization.sample_host(host).gpus)
+    except DriverError as exc:
+        log.warning("telemetry of %s: %s", host.name, exc)
+        return None
+
+
+@shared_task
+def sample_all_hosts() -> int:
+    hosts = list(Host.objects.exclude(state="offline").only("id", "name"))
+    for host in hosts:
+        sample_utilization.apply_async(args=[host.id], queue=host.queue, expires=settings.PORTAL_SAMPLE_INTERVAL_S)
+    return len(hosts)
+
+
+@shared_task
+def rollup_utilization() -> int:
+    return utilization.rollup()
+
+
+@shared_task
+def prune_utilization() -> dict:
+    return utilization.prune()

@@ -3,6 +3,7 @@
 import os
 
 from celery import Celery
+from django.conf import settings
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
@@ -18,4 +19,10 @@ app.conf.beat_schedule = {
     "expire-due-desktops": {"task": "allocations.tasks.expire_due", "schedule": 30.0},
     "sweep-stuck-desktops": {"task": "allocations.tasks.sweep_stuck", "schedule": 120.0},
     "reconcile-hosts": {"task": "allocations.tasks.reconcile_all", "schedule": 300.0},
+    "sample-utilization": {
+        "task": "inventory.tasks.sample_all_hosts",
+        "schedule": float(settings.PORTAL_SAMPLE_INTERVAL_S),
+    },
+    "rollup-utilization": {"task": "inventory.tasks.rollup_utilization", "schedule": 60.0},
+    "prune-utilization": {"task": "inventory.tasks.prune_utilization", "schedule": 3600.0},
 }

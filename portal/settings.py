@@ -206,6 +206,12 @@ PORTAL_PROVISION_TIMEOUT_S = env_int("PORTAL_PROVISION_TIMEOUT_S", 300, minimum=
 PORTAL_STUCK_AFTER_S = env_int("PORTAL_STUCK_AFTER_S", 900, minimum=30)
 PORTAL_HEARTBEAT_TIMEOUT_S = env_int("PORTAL_HEARTBEAT_TIMEOUT_S", 120, minimum=10)
 PORTAL_EXPIRY_WARNING_S = env_int("PORTAL_EXPIRY_WARNING_S", 900, minimum=0)
+# Utilization: sampled every few seconds, raw kept for hours, minute averages for weeks.
+PORTAL_SAMPLE_INTERVAL_S = env_int("PORTAL_SAMPLE_INTERVAL_S", 5, minimum=1)
+PORTAL_RAW_RETENTION_H = env_int("PORTAL_RAW_RETENTION_H", 6, minimum=1)
+PORTAL_MINUTE_RETENTION_D = env_int("PORTAL_MINUTE_RETENTION_D", 30, minimum=1)
+# Prometheus scrapers send "Authorization: Bearer <this>"; empty: only signed-in operators may read /metrics.
+PORTAL_METRICS_TOKEN = env_str("PORTAL_METRICS_TOKEN", "")
 
 LOGGING = {
     "version": 1,

@@ -17,7 +17,7 @@ from allocations.api.views import (
 )
 from audit.api.views import AuditEventViewSet
 from inventory.api.views import GPUViewSet, HostViewSet, VGPUProfileViewSet
-from portal import views
+from portal import metrics, views
 
 router = DefaultRouter()
 router.register("hosts", HostViewSet, basename="host")
@@ -38,6 +38,7 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("api/", include(router.urls)),
     path("api/me/", MeView.as_view(), name="me"),
     path("api/auth/token/", obtain_auth_token, name="api-token"),

@@ -18,6 +18,7 @@ from allocations.exceptions import InvalidTransition, QuotaExceeded
 from allocations.models import Desktop, Quota
 from audit import services as audit
 from inventory.services import capacity
+from portal import live
 from portal.errors import PortalError
 
 
@@ -33,6 +34,25 @@ def _record(desktop: Desktop, verb: str, *, actor, before: dict, after: dict) ->
         before=before,
         after=after,
     )
+    publish_desktop(desktop, verb)
+
+
+def publish_desktop(desktop: Desktop, verb: str) -> None:
+    """After commit, tell the owner and the operators what happened to this desktop."""
+    payload = {
+        "id": desktop.pk,
+        "name": desktop.name,
+        "status": desktop.status,
+        "status_label": desktop.get_status_display(),
+        "reason": desktop.status_reason,
+        "verb": verb,
+        "owner_id": desktop.owner_id,
+        "tenant_id": desktop.tenant_id,
+        "mdev_uuid": str(desktop.mdev_uuid) if desktop.mdev_uuid else None,
+        "expires_at": desktop.expires_at.isoformat() if desktop.expires_at else None,
+        "vnc_port": desktop.vnc_port,
+    }
+    live.publish_on_commit([live.user_group(desktop.owner_id), live.OPERATORS], "desktop.status", payload)
 
 
 def free_capacity(desktop: Desktop) -> bool:

@@ -24,6 +24,7 @@ from allocations.services.quotas import check_room, usage_of
 from inventory.choices import GPUMode
 from inventory.models import GPU, Host
 from inventory.services import capacity
+from inventory.services.capacity import count_placement_failure
 from portal.errors import NotFound, PortalError
 
 CLAIM_ATTEMPTS = 8
@@ -101,6 +102,18 @@ class _LostRace(Exception):
 
 
 def request_desktop(*, actor, template_id: int, duration_hours: int, name: str = "", tenant_id=None) -> Desktop:
+    """Ask for a desktop (see ``_request_desktop``); placement failures are counted by reason for /metrics,
+    outside the transaction that rolled back."""
+    try:
+        return _request_desktop(
+            actor=actor, template_id=template_id, duration_hours=duration_hours, name=name, tenant_id=tenant_id
+        )
+    except NoCapacity as exc:
+        count_placement_failure(exc.details.get("resource", "unknown"))
+        raise
+
+
+def _request_desktop(*, actor, template_id: int, duration_hours: int, name: str = "", tenant_id=None) -> Desktop:
     """Ask for a desktop. Returns it REQUESTED with its capacity claimed and provisioning queued;
     raises NotFound/NotAllowed, QuotaExceeded or NoCapacity (409) with a message for people."""
     tenant = resolve_tenant(actor, tenant_id)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from django.db.models import F, Q
 
 from inventory.choices import GPUMode, HostState
-from inventory.models import GPU, Host, VGPUProfile
+from inventory.models import GPU, Host, PlacementFailure, VGPUProfile
 
 
 def claim_host(host_id: int, vcpus: int, memory_mib: int) -> bool:
@@ -57,3 +57,11 @@ def release_gpus(gpu_ids: list[int]) -> None:
     """Return one instance on each GPU; a vGPU board left empty forgets its profile (it may take any type)."""
     GPU.objects.filter(pk__in=gpu_ids, instances_used__gt=0).update(instances_used=F("instances_used") - 1)
     GPU.objects.filter(pk__in=gpu_ids, instances_used=0, mode=GPUMode.VGPU).update(current_profile=None)
+
+
+def count_placement_failure(reason: str) -> None:
+    updated = PlacementFailure.objects.filter(reason=reason).update(count=F("count") + 1)
+    if not updated:
+        obj, created = PlacementFailure.objects.get_or_create(reason=reason, defaults={"count": 1})
+        if not created:
+            PlacementFailure.objects.filter(pk=obj.pk).update(count=F("count") + 1)

@@ -111,3 +111,17 @@ def test_compose_file_runs_the_asgi_app_worker_and_beat():
     from portal.asgi import application  # the module the web service serves imports cleanly
 
     assert application is not None
+
+
+@pytest.mark.django_db
+def test_metrics_need_a_token_or_an_operator(client, tenant_member, auditor, settings):
+    assert client.get("/metrics").status_code == 401
+    client.force_login(tenant_member)
+    assert client.get("/metrics").status_code == 401
+    client.force_login(auditor)
+    body = client.get("/metrics").content.decode()
+    assert '# TYPE portal_desktops gauge' in body and 'portal_desktops{status="running"} 0' in body
+    settings.PORTAL_METRICS_TOKEN = "s3cret-token"
+    anonymous = type(client)()
+    assert anonymous.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
+    assert anonymous.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-token").status_code == 200

@@ -1,0 +1,47 @@
+"""Pushing events to browsers. ``publish`` is the only caller of ``group_send``.
+
+Groups are named by what they scope: ``user.<id>`` (a person's own desktops),
+``operators`` (platform admins and auditors: everything), ``vgpu.<mdev uuid>``
+(one vGPU's utilization, joined by its desktop's owner). Services call
+``publish_on_commit`` inside their transaction, so nothing is pushed for a
+change that rolled back.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+log = logging.getLogger(__name__)
+OPERATORS = "operators"
+
+
+def user_group(user_id: int) -> str:
+    return f"user.{user_id}"
+
+
+def vgpu_group(mdev_uuid: str) -> str:
+    return f"vgpu.{mdev_uuid}"
+
+
+def publish(group: str, type_: str, payload: dict) -> None:
+    """Send ``{"type": "live.event", "event": type_, "data": payload}`` to a group. A broken channel
+    layer must not fail the change that triggered the push: it is logged and dropped."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(group, {"type": "live.event", "event": type_, "data": payload})
+    except Exception:  # noqa: BLE001 - live updates are best effort; the database stays the truth
+        log.warning("could not publish %s to %s", type_, group, exc_info=True)
+
+
+def publish_on_commit(groups: list[str], type_: str, payload: dict) -> None:
+    def send():
+        for group in groups:
+            publish(group, type_, payload)
+
+    transaction.on_commit(send)
