@@ -4,4 +4,13 @@ from allocations import views
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("desktops/new/", views.desktop_new, name="desktop-new"),
+    path("desktops/<int:pk>/", views.desktop_detail, name="desktop-page"),
+    path("desktops/<int:pk>/<str:action>/", views.desktop_action, name="desktop-action"),
+    path("quota-requests/", views.quota_request_queue, name="quota-requests"),
+    path("quota-requests/new/", views.quota_request_new, name="quota-request-new"),
+    path("quota-requests/<int:pk>/<str:decision>/", views.quota_request_decide, name="quota-request-decide"),
+    path("tenants/", views.tenant_list, name="tenants"),
+    path("templates/", views.template_list, name="templates"),
+    path("hosts/<str:name>/desktops/", views.host_desktops, name="host-desktops"),
 ]

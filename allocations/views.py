@@ -1,31 +1,260 @@
+"""Server-rendered pages. They authenticate, scope, call the same services as the API, and render;
+service errors become messages on the page."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count
-from django.shortcuts import render
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
 
-from allocations.models import DesktopTemplate, Tenant
+from allocations.choices import HOLDING_STATUSES, QuotaRequestStatus
+from allocations.forms import DecisionForm, DesktopRequestForm, ExtendForm, QuotaIncreaseForm
+from allocations.models import Desktop, DesktopTemplate, QuotaRequest, Tenant
+from allocations.services import lifecycle, quotas
 from allocations.services.access import roles_of
+from allocations.services.availability import offers_for
+from allocations.services.quotas import usage_of
+from allocations.services.request import request_desktop
 from audit.models import AuditEvent
 from inventory.models import GPU, Host
+from inventory.services.utilization import history
+from portal.errors import PortalError
+from portal.ui import role_required
+
+
+def _usage_rows(tenant: Tenant) -> list[dict]:
+    quota, usage = tenant.quota, usage_of(tenant)
+    rows = [
+        {"label": "Desktops", "used": usage.desktops, "allowed": quota.max_desktops, "unit": ""},
+        {"label": "Framebuffer", "used": usage.framebuffer_mib, "allowed": quota.max_framebuffer_mib, "unit": "MiB"},
+    ]
+    for limit in quota.profile_limits.select_related("profile"):
+        rows.append(
+            {
+                "label": limit.profile.name,
+                "used": usage.per_profile.get(limit.profile.name, 0),
+                "allowed": limit.max_instances,
+                "unit": "",
+            }
+        )
+    for row in rows:
+        row["percent"] = min(100, round(100 * row["used"] / row["allowed"])) if row["allowed"] else 100
+    return rows
 
 
 @login_required
 def home(request):
-    """Each role's landing page: end users their tenants, quotas and templates;
-    operators a summary of the fleet and the latest audit events."""
+    """Each role's landing page: end users their desktops and quota; operators the fleet and the queue."""
     roles = roles_of(request.user)
     context = {"roles": roles}
     if roles.tenant_ids:
-        context["tenants"] = (
-            Tenant.objects.filter(pk__in=roles.tenant_ids)
-            .select_related("quota")
-            .prefetch_related("quota__profile_limits__profile")
+        tenants = Tenant.objects.filter(pk__in=roles.tenant_ids).select_related("quota").order_by("name")
+        context["tenants"] = [{"tenant": t, "usage": _usage_rows(t)} for t in tenants]
+        context["desktops"] = (
+            Desktop.objects.visible_to(request.user)
+            .filter(status__in=HOLDING_STATUSES)
+            .select_related("profile", "template")
+            .order_by("-requested_at")
         )
-        context["templates"] = DesktopTemplate.objects.visible_to(request.user).select_related("profile")
+        context["past_desktops"] = (
+            Desktop.objects.visible_to(request.user)
+            .exclude(status__in=HOLDING_STATUSES)
+            .select_related("profile")
+            .order_by("-requested_at")[:5]
+        )
+        context["quota_requests"] = QuotaRequest.objects.visible_to(request.user).select_related("tenant")[:5]
     if roles.platform_admin or roles.auditor:
-        context["host_states"] = dict(Host.objects.values_list("state").annotate(n=Count("id")))
-        context["gpu_modes"] = dict(GPU.objects.present().values_list("mode").annotate(n=Count("id")))
+        context["host_states"] = dict(Host.objects.values_list("state").annotate(n=Count("id")).order_by())
+        context["gpu_modes"] = dict(GPU.objects.present().values_list("mode").annotate(n=Count("id")).order_by())
         context["host_count"] = sum(context["host_states"].values())
         context["gpu_count"] = sum(context["gpu_modes"].values())
         context["tenant_count"] = Tenant.objects.count()
+        context["running_count"] = Desktop.objects.filter(status__in=HOLDING_STATUSES).count()
+        context["pending_requests"] = QuotaRequest.objects.filter(status=QuotaRequestStatus.PENDING).count()
         context["recent_events"] = AuditEvent.objects.all()[:8]
     return render(request, "allocations/home.html", context)
+
+
+def _member_tenant(request) -> Tenant:
+    tenant_ids = roles_of(request.user).tenant_ids
+    wanted = request.GET.get("tenant") or request.POST.get("tenant")
+    if wanted and wanted.isdigit() and int(wanted) in tenant_ids:
+        return Tenant.objects.select_related("quota").get(pk=int(wanted))
+    return Tenant.objects.select_related("quota").filter(pk__in=tenant_ids).order_by("name").first()
+
+
+@role_required("tenant-member")
+def desktop_new(request):
+    """The templates offered now, which ones fit and why the others don't, and the request form."""
+    tenant = _member_tenant(request)
+    form = DesktopRequestForm(request.POST or None, tenant=tenant)
+    if request.method == "POST" and form.is_valid():
+        try:
+            desktop = request_desktop(
+                actor=request.user,
+                template_id=form.cleaned_data["template"].pk,
+                duration_hours=form.cleaned_data["duration_hours"],
+                name=form.cleaned_data["name"],
+                tenant_id=tenant.pk,
+            )
+        except PortalError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, f"{desktop.name} requested: it is being started on a GPU host.")
+            return redirect("desktop-page", pk=desktop.pk)
+    return render(
+        request,
+        "allocations/desktop_new.html",
+        {"form": form, "tenant": tenant, "offers": offers_for(tenant), "usage": _usage_rows(tenant)},
+    )
+
+
+def _desktop_for(request, pk) -> Desktop:
+    desktop = (
+        Desktop.objects.visible_to(request.user)
+        .select_related("profile", "template", "host", "tenant")
+        .filter(pk=pk)
+        .first()
+    )
+    if desktop is None:
+        raise Http404("No such desktop")
+    return desktop
+
+
+@role_required("tenant-member", "platform-admin", "auditor")
+def desktop_detail(request, pk):
+    desktop = _desktop_for(request, pk)
+    timeline = AuditEvent.objects.filter(object_type="allocations.desktop", object_id=str(desktop.pk)).order_by(
+        "occurred_at", "id"
+    )
+    samples = []
+    if desktop.mdev_uuid and desktop.started_at:
+        gpu = desktop.gpus.first()
+        samples = history(
+            gpu.pk, mdev_uuid=str(desktop.mdev_uuid), since=max(desktop.started_at, timezone.now() - timedelta(hours=2))
+        )
+    can_act = request.user.pk == desktop.owner_id or roles_of(request.user).platform_admin
+    return render(
+        request,
+        "allocations/desktop_detail.html",
+        {
+            "desktop": desktop,
+            "timeline": timeline,
+            "samples": samples,
+            "extend_form": ExtendForm(),
+            "can_act": can_act,
+        },
+    )
+
+
+@require_POST
+@role_required("tenant-member", "platform-admin")
+def desktop_action(request, pk, action):
+    desktop = _desktop_for(request, pk)
+    if request.user.pk != desktop.owner_id and not roles_of(request.user).platform_admin:
+        raise Http404("No such desktop")
+    try:
+        if action == "release":
+            lifecycle.release_desktop(desktop, actor=request.user)
+            messages.success(request, f"{desktop.name} is being released.")
+        elif action == "reboot":
+            lifecycle.reboot_desktop(desktop, actor=request.user)
+            messages.success(request, f"{desktop.name} is rebooting.")
+        elif action == "extend":
+            form = ExtendForm(request.POST)
+            if not form.is_valid():
+                messages.error(request, "Say by how many hours (1 or more).")
+            else:
+                lifecycle.extend_desktop(desktop, form.cleaned_data["hours"], actor=request.user)
+                messages.success(request, f"{desktop.name} extended by {form.cleaned_data['hours']} h.")
+        else:
+            raise Http404("No such action")
+    except PortalError as exc:
+        messages.error(request, exc.message)
+    return redirect("desktop-page", pk=desktop.pk)
+
+
+@role_required("tenant-member")
+def quota_request_new(request):
+    tenant = _member_tenant(request)
+    form = QuotaIncreaseForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = dict(form.cleaned_data)
+        try:
+            quotas.request_quota_increase(actor=request.user, tenant=tenant, changes=data, reason=data.pop("reason"))
+        except PortalError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, "Your request was sent to the platform admins.")
+            return redirect("home")
+    return render(
+        request, "allocations/quota_request_new.html", {"form": form, "tenant": tenant, "usage": _usage_rows(tenant)}
+    )
+
+
+@role_required("platform-admin", "auditor")
+def quota_request_queue(request):
+    pending = (
+        QuotaRequest.objects.filter(status=QuotaRequestStatus.PENDING)
+        .select_related("tenant__quota", "requested_by")
+        .order_by("created_at")
+    )
+    decided = QuotaRequest.objects.exclude(status=QuotaRequestStatus.PENDING).select_related(
+        "tenant", "requested_by", "decided_by"
+    )[:20]
+    return render(
+        request,
+        "allocations/quota_requests.html",
+        {"pending": pending, "decided": decided, "decision_form": DecisionForm()},
+    )
+
+
+@require_POST
+@role_required("platform-admin")
+def quota_request_decide(request, pk, decision):
+    quota_request = get_object_or_404(QuotaRequest, pk=pk)
+    form = DecisionForm(request.POST)
+    reason = form.data.get("reason", "")
+    try:
+        if decision == "approve":
+            quotas.approve_quota_request(quota_request.pk, actor=request.user, reason=reason)
+            messages.success(request, f"Approved: {quota_request.tenant}'s quota was raised.")
+        elif decision == "reject":
+            quotas.reject_quota_request(quota_request.pk, actor=request.user, reason=reason)
+            messages.success(request, f"Rejected {quota_request.tenant}'s request.")
+        else:
+            raise Http404("No such decision")
+    except PortalError as exc:
+        messages.error(request, exc.message)
+    return redirect("quota-requests")
+
+
+@role_required("platform-admin", "auditor")
+def tenant_list(request):
+    tenants = Tenant.objects.select_related("quota").order_by("name")
+    return render(
+        request, "allocations/tenants.html", {"rows": [{"tenant": t, "usage": _usage_rows(t)} for t in tenants]}
+    )
+
+
+@role_required("platform-admin", "auditor")
+def template_list(request):
+    templates = DesktopTemplate.objects.select_related("profile").prefetch_related("allowed_tenants").order_by("name")
+    return render(request, "allocations/templates.html", {"templates": templates})
+
+
+@role_required("platform-admin", "auditor")
+def host_desktops(request, name):
+    """Fragment (htmx): the desktops on one host, for the host page that inventory renders."""
+    desktops = (
+        Desktop.objects.filter(host__name=name, status__in=HOLDING_STATUSES)
+        .select_related("owner", "tenant", "profile")
+        .order_by("-requested_at")
+    )
+    return render(request, "allocations/_host_desktops.html", {"desktops": desktops})

@@ -1,7 +1,15 @@
+from datetime import timedelta
+
+from django.contrib import messages
 from django.db.models import Count, Prefetch
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
 
 from inventory.models import GPU, Host, VGPUProfile
+from inventory.services import hosts
+from inventory.services.utilization import history
+from portal.errors import PortalError
 from portal.ui import role_required
 
 OPERATORS = ("platform-admin", "auditor")
@@ -18,8 +26,23 @@ def overview(request):
 @role_required(*OPERATORS)
 def host_detail(request, name):
     host = get_object_or_404(Host, name=name)
-    gpus = host.gpus.select_related("current_profile").order_by("pci_address")
-    return render(request, "inventory/host_detail.html", {"host": host, "gpus": gpus})
+    gpus = list(host.gpus.select_related("current_profile").order_by("pci_address"))
+    since = timezone.now() - timedelta(minutes=30)
+    series = {str(g.pk): history(g.pk, since=since) for g in gpus}
+    return render(request, "inventory/host_detail.html", {"host": host, "gpus": gpus, "history": series})
+
+
+@require_POST
+@role_required("platform-admin")
+def host_state(request, name, state):
+    host = get_object_or_404(Host, name=name)
+    try:
+        hosts.set_host_state(host, state, actor=request.user, reason=request.POST.get("reason", ""))
+    except PortalError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"{host.name} is now {state}.")
+    return redirect("inventory:host-detail", name=host.name)
 
 
 @role_required("platform-admin", "auditor", "tenant-member")

@@ -36,12 +36,14 @@ def test_logging_in_with_the_form_lands_on_home(client, tenant_member, fleet):
     assert b"match. Please try again" in wrong.content
 
 
-def test_end_user_home_shows_own_quota_and_templates_only(client, tenant_member, fleet):
+def test_end_user_home_shows_own_quota_and_desktops(client, tenant_member, fleet):
     client.force_login(tenant_member)
     page = client.get("/").content.decode()
-    assert "Acme Research" in page and "CAD workstation" in page
+    assert "Acme Research" in page and "My desktops" in page and "No desktop yet" in page
     assert "Globex" not in page
     assert "Inventory" not in page and "Audit log" not in page  # no links to pages it cannot open
+    new = client.get("/desktops/new/").content.decode()
+    assert "CAD workstation" in new and "Globex secret" not in new
 
 
 def test_end_user_cannot_open_operator_pages(client, tenant_member, fleet):
@@ -57,7 +59,7 @@ def test_admin_sees_the_fleet_as_gpu_tiles(client, platform_admin, fleet):
     home = client.get("/").content.decode()
     assert "Latest audit events" in home and "host.created" in home
     page = client.get("/inventory/").content.decode()
-    assert "gpu-1" in page and "0000:41:00.0" in page and "A40-8Q (max 6)" in page
+    assert "gpu-1" in page and "0000:41:00.0" in page and "A40-8Q" in page and "0/6 instances" in page
     assert "mode-passthrough" in page
     detail = client.get("/inventory/hosts/gpu-1/").content.decode()
     assert "host.gpu-1" in detail

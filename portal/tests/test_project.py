@@ -120,7 +120,7 @@ def test_metrics_need_a_token_or_an_operator(client, tenant_member, auditor, set
     assert client.get("/metrics").status_code == 401
     client.force_login(auditor)
     body = client.get("/metrics").content.decode()
-    assert '# TYPE portal_desktops gauge' in body and 'portal_desktops{status="running"} 0' in body
+    assert "# TYPE portal_desktops gauge" in body and 'portal_desktops{status="running"} 0' in body
     settings.PORTAL_METRICS_TOKEN = "s3cret-token"
     anonymous = type(client)()
     assert anonymous.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401

@@ -1,0 +1,33 @@
+from django import forms
+
+from allocations.models import DesktopTemplate
+
+
+class DesktopRequestForm(forms.Form):
+    template = forms.ModelChoiceField(queryset=DesktopTemplate.objects.none(), empty_label=None)
+    duration_hours = forms.IntegerField(min_value=1, max_value=24 * 90, initial=2, label="Duration (hours)")
+    name = forms.CharField(max_length=100, required=False, label="Name (optional)")
+
+    def __init__(self, *args, tenant=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if tenant is not None:
+            self.fields["template"].queryset = tenant.templates.filter(is_active=True).order_by("name")
+            self.fields["duration_hours"].max_value = tenant.quota.max_desktop_hours
+            self.fields["duration_hours"].widget.attrs["max"] = tenant.quota.max_desktop_hours
+
+
+class ExtendForm(forms.Form):
+    hours = forms.IntegerField(min_value=1, max_value=24 * 90, initial=1)
+
+
+class QuotaIncreaseForm(forms.Form):
+    max_desktops = forms.IntegerField(min_value=1, required=False, label="Concurrent desktops")
+    max_framebuffer_mib = forms.IntegerField(min_value=1, required=False, label="Total framebuffer (MiB)")
+    max_desktop_hours = forms.IntegerField(
+        min_value=1, max_value=24 * 90, required=False, label="Longest desktop (hours)"
+    )
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=2000)
+
+
+class DecisionForm(forms.Form):
+    reason = forms.CharField(required=False, max_length=2000)

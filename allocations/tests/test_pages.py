@@ -1,0 +1,129 @@
+"""The self-service and admin pages: each calls the same services as the API."""
+
+import pytest
+
+from allocations.choices import DesktopStatus
+from allocations.models import Desktop, QuotaRequest
+from allocations.tests.factories import make_template
+from inventory.models import Host, VGPUProfile
+from inventory.services.utilization import sample_host
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def offered(catalog, tenant):
+    tenant.quota.max_framebuffer_mib = 100000
+    tenant.quota.save()
+    small = make_template(
+        "Office", profile=VGPUProfile.objects.get(name="A40-8Q"), tenants=[tenant], vcpus=2, memory_mib=4096
+    )
+    whole = make_template("Whole L40S", tenants=[tenant], passthrough_model="L40S", vcpus=8, memory_mib=8192)
+    return small, whole
+
+
+def test_new_desktop_page_says_what_is_available_and_why_not(client, lab, tenant, tenant_member, offered):
+    lab("lab-a40=A40x1")
+    client.force_login(tenant_member)
+    page = client.get("/desktops/new/").content.decode()
+    assert "Available now" in page
+    assert "No capacity: No online host has 1 free whole GPU(s) (L40S) for passthrough." in page
+    tenant.quota.max_desktops = 0
+    tenant.quota.save()
+    page = client.get("/desktops/new/").content.decode()
+    assert "Over quota: Your tenant already has 0 of 0 desktops" in page
+
+
+def test_requesting_through_the_form_runs_the_desktop(client, lab, tenant_member, offered, run_tasks):
+    lab("lab-a40=A40x1")
+    client.force_login(tenant_member)
+    with run_tasks():
+        response = client.post("/desktops/new/", {"template": offered[0].pk, "duration_hours": 2, "name": "Mine"})
+    desktop = Desktop.objects.get()
+    assert response.status_code == 302 and response["Location"] == f"/desktops/{desktop.pk}/"
+    detail = client.get(response["Location"]).content.decode()
+    assert "Mine" in detail and "Running" in detail and "desktop.running" in detail  # timeline
+    assert 'id="vgpu-chart"' in detail and "Release" in detail
+    home = client.get("/").content.decode()
+    assert f'data-desktop-id="{desktop.pk}"' in home
+
+
+def test_over_quota_form_shows_the_reason_and_keeps_the_input(client, lab, tenant, tenant_member, offered):
+    lab("lab-a40=A40x1")
+    tenant.quota.max_desktops = 0
+    tenant.quota.save()
+    client.force_login(tenant_member)
+    response = client.post(
+        "/desktops/new/", {"template": offered[0].pk, "duration_hours": 3, "name": "Keep me"}, follow=True
+    )
+    page = response.content.decode()
+    assert "0 of 0 desktops allowed" in page and 'value="Keep me"' in page
+    assert not Desktop.objects.exists()
+
+
+def test_actions_extend_reboot_release(client, lab, tenant_member, outsider, offered, run_tasks):
+    lab("lab-a40=A40x1")
+    client.force_login(tenant_member)
+    with run_tasks():
+        client.post("/desktops/new/", {"template": offered[0].pk, "duration_hours": 2})
+    desktop = Desktop.objects.get()
+    with run_tasks():
+        page = client.post(f"/desktops/{desktop.pk}/extend/", {"hours": 1}, follow=True).content.decode()
+    assert "extended by 1 h" in page
+    with run_tasks():
+        page = client.post(f"/desktops/{desktop.pk}/reboot/", follow=True).content.decode()
+    assert "is rebooting" in page
+    other = type(client)()
+    other.force_login(outsider)
+    assert other.post(f"/desktops/{desktop.pk}/release/").status_code == 404
+    assert other.get(f"/desktops/{desktop.pk}/").status_code == 404
+    with run_tasks():
+        client.post(f"/desktops/{desktop.pk}/release/")
+    assert Desktop.objects.get().status == DesktopStatus.RELEASED
+    page = client.post(f"/desktops/{desktop.pk}/release/", follow=True).content.decode()
+    assert "cannot become stopping" in page
+
+
+def test_quota_request_round_trip_in_the_browser_pages(client, tenant, tenant_member, platform_admin):
+    client.force_login(tenant_member)
+    client.post("/quota-requests/new/", {"max_desktops": 6, "reason": "Workshop", "tenant": tenant.pk})
+    request = QuotaRequest.objects.get()
+    admin = type(client)()
+    admin.force_login(platform_admin)
+    queue = admin.get("/quota-requests/").content.decode()
+    assert "Workshop" in queue and "Approve" in queue
+    page = admin.post(f"/quota-requests/{request.pk}/reject/", {"reason": ""}, follow=True).content.decode()
+    assert "Give the requester a reason" in page
+    page = admin.post(f"/quota-requests/{request.pk}/approve/", {"reason": "enjoy"}, follow=True).content.decode()
+    assert "quota was raised" in page
+    tenant.quota.refresh_from_db()
+    assert tenant.quota.max_desktops == 6
+    assert "Approved" in client.get("/").content.decode()
+
+
+def test_admin_drains_a_host_and_sees_its_desktops(client, lab, platform_admin, tenant_member, offered, run_tasks):
+    host = lab("lab-a40=A40x1")
+    member = type(client)()
+    member.force_login(tenant_member)
+    with run_tasks():
+        member.post("/desktops/new/", {"template": offered[0].pk, "duration_hours": 2})
+    client.force_login(platform_admin)
+    sample_host(host)
+    page = client.get(f"/inventory/hosts/{host.name}/").content.decode()
+    assert "Drain (maintenance)" in page and 'id="host-chart"' in page
+    fragment = client.get(f"/hosts/{host.name}/desktops/").content.decode()
+    assert "alice" in fragment and "Running" in fragment
+    client.post(f"/inventory/hosts/{host.name}/state/maintenance/", {"reason": "firmware"})
+    assert Host.objects.get(pk=host.pk).state == "maintenance"
+    assert member.post(f"/inventory/hosts/{host.name}/state/online/").status_code == 403
+
+
+def test_operator_pages_list_tenants_templates_and_gpu_tiles(client, lab, auditor, offered):
+    lab("lab-a40=A40x2")
+    client.force_login(auditor)
+    assert "Acme Research" in client.get("/tenants/").content.decode()
+    templates = client.get("/templates/").content.decode()
+    assert "Office" in templates and "Whole L40S" in templates
+    overview = client.get("/inventory/").content.decode()
+    assert overview.count('data-gpu-id="') == 2 and "0 instances" in overview
+    assert client.post("/inventory/hosts/lab-a40/state/maintenance/").status_code == 403  # auditors read only
