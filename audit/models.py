@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 
 
@@ -43,6 +43,11 @@ class AuditEvent(models.Model):
     after = models.JSONField(null=True, blank=True)
     source_ip = models.GenericIPAddressField(null=True, blank=True)
     request_id = models.CharField(max_length=64, blank=True, db_index=True)
+    # The hash chain: position, the previous event's hash, and SHA-256 over this event's canonical
+    # content plus prev_hash (audit.chain). Assigned at insert, under the chain head's row lock.
+    seq = models.BigIntegerField(unique=True, null=True, editable=False)
+    prev_hash = models.CharField(max_length=64, blank=True, editable=False)
+    hash = models.CharField(max_length=64, blank=True, editable=False)
 
     objects = AuditEventQuerySet.as_manager()
 
@@ -57,7 +62,40 @@ class AuditEvent(models.Model):
     def save(self, *args, **kwargs):
         if not self._state.adding:
             raise AppendOnlyError("Audit events are append-only; they cannot be updated.")
-        super().save(*args, **kwargs)
+        from audit import chain  # the chain module needs this model
+
+        with transaction.atomic():
+            if self.seq is None:
+                chain.link(self)
+            super().save(*args, **kwargs)
 
     def delete(self, *args, **kwargs):
         raise AppendOnlyError("Audit events are append-only; they cannot be deleted.")
+
+
+class ChainHead(models.Model):
+    """The single row holding the chain's last position and hash. Locking it serialises chain
+    writers, so positions are unique, gap-free and in commit order (no forks)."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    seq = models.BigIntegerField(default=0)
+    hash = models.CharField(max_length=64, default="0" * 64)
+
+    def __str__(self) -> str:
+        return f"audit chain head #{self.seq}"
+
+
+class Checkpoint(models.Model):
+    """A signed record of the chain's head at a moment (HMAC-SHA256 with AUDIT_CHECKPOINT_KEY):
+    rewriting history before it, even with the hashes recomputed, no longer matches."""
+
+    seq = models.BigIntegerField()
+    hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField()
+    signature = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["seq"]
+
+    def __str__(self) -> str:
+        return f"checkpoint #{self.seq} at {self.created_at:%Y-%m-%d %H:%M}"

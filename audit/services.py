@@ -60,7 +60,7 @@ def record(
         raise RuntimeError(f"audit.record({verb!r}) must run inside the transaction of the change it records.")
     ctx = context.current()
     authenticated = actor is not None and getattr(actor, "is_authenticated", False)
-    return AuditEvent.objects.create(
+    event = AuditEvent(
         actor_id=actor.pk if authenticated else None,
         actor_username=actor.get_username() if authenticated else "",
         tenant_id=tenant_id,
@@ -74,3 +74,5 @@ def record(
         source_ip=ctx.source_ip,
         request_id=ctx.request_id,
     )
+    event.save(force_insert=True)  # AuditEvent.save links it into the chain
+    return event

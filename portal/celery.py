@@ -24,5 +24,6 @@ app.conf.beat_schedule = {
         "schedule": float(settings.PORTAL_SAMPLE_INTERVAL_S),
     },
     "rollup-utilization": {"task": "inventory.tasks.rollup_utilization", "schedule": 60.0},
+    "checkpoint-audit": {"task": "audit.tasks.checkpoint_audit", "schedule": 600.0},
     "prune-utilization": {"task": "inventory.tasks.prune_utilization", "schedule": 3600.0},
 }

@@ -31,6 +31,9 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
+# Signs the audit chain's checkpoints. Give it its own value in production (and keep it away from the
+# database's administrators); by default it is derived from SECRET_KEY.
+AUDIT_CHECKPOINT_KEY = env_str("AUDIT_CHECKPOINT_KEY", "audit-checkpoint:" + SECRET_KEY)
 DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
