@@ -201,3 +201,10 @@ def reconcile_all() -> int:
     for host in hosts:
         reconcile_host.apply_async(args=[host.pk], queue=host.queue)
     return len(hosts)
+
+
+@shared_task(acks_late=True, soft_time_limit=3600, time_limit=3700)
+def run_export(job_id: int) -> int | None:
+    from allocations.services.exports import run_export as run
+
+    return run(job_id).rows

@@ -13,4 +13,7 @@ urlpatterns = [
     path("tenants/", views.tenant_list, name="tenants"),
     path("templates/", views.template_list, name="templates"),
     path("hosts/<str:name>/desktops/", views.host_desktops, name="host-desktops"),
+    path("reports/usage/", views.usage_page, name="usage-page"),
+    path("reports/verify/", views.audit_verify, name="audit-verify-page"),
+    path("exports/", views.export_jobs, name="export-jobs"),
 ]

@@ -19,9 +19,11 @@ from allocations.models import Desktop, DesktopTemplate, QuotaRequest, Tenant
 from allocations.services import lifecycle, quotas
 from allocations.services.access import roles_of
 from allocations.services.availability import offers_for
+from allocations.services.exports import queue_export
 from allocations.services.quotas import usage_of
 from allocations.services.request import request_desktop
-from audit.models import AuditEvent
+from allocations.services.usage import GROUPS, usage_report
+from audit.models import AuditEvent, Checkpoint, ExportJob
 from inventory.models import GPU, Host
 from inventory.services.utilization import history
 from portal.errors import PortalError
@@ -258,3 +260,69 @@ def host_desktops(request, name):
         .order_by("-requested_at")
     )
     return render(request, "allocations/_host_desktops.html", {"desktops": desktops})
+
+
+@role_required("platform-admin", "auditor")
+def audit_verify(request):
+    """Verify the audit chain on demand (POST; audited) and show the result."""
+    from allocations.api.exports import verify_and_record
+
+    result = verify_and_record(request.user) if request.method == "POST" else None
+    checkpoints = Checkpoint.objects.order_by("-seq")[:5]
+    return render(request, "allocations/audit_verify.html", {"result": result, "checkpoints": checkpoints})
+
+
+@role_required("platform-admin", "auditor")
+def usage_page(request):
+    from allocations.api.exports import parse_period
+
+    group_by = request.GET.get("group_by", "tenant")
+    if group_by not in GROUPS:
+        group_by = "tenant"
+    try:
+        start, end, label = parse_period(request.GET)
+    except PortalError as exc:
+        messages.error(request, exc.message)
+        start, end, label = parse_period({})
+    lines = usage_report(start, end, group_by)
+    peak = max((line.gpu_hours for line in lines), default=0) or 1
+    rows = [{"line": line, "percent": round(100 * float(line.gpu_hours) / float(peak))} for line in lines]
+    totals = {
+        "desktops": sum(x.desktops for x in lines),
+        "gpu_hours": sum(x.gpu_hours for x in lines),
+        "fb": sum(x.framebuffer_gib_hours for x in lines),
+    }
+    return render(
+        request,
+        "allocations/usage.html",
+        {
+            "rows": rows,
+            "group_by": group_by,
+            "groups": GROUPS,
+            "label": label,
+            "start": start,
+            "end": end,
+            "totals": totals,
+            "query": request.GET.urlencode(),
+        },
+    )
+
+
+@login_required
+def export_jobs(request):
+    """My background exports: queue one (POST) or download a finished one."""
+    if request.method == "POST":
+        try:
+            queue_export(
+                request.user,
+                request.POST.get("kind", ""),
+                request.POST.get("format", "csv"),
+                {k: v for k, v in request.POST.items() if k not in ("kind", "format", "csrfmiddlewaretoken")},
+            )
+        except PortalError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, "Export queued: it will be listed here when it is ready.")
+        return redirect("export-jobs")
+    jobs = ExportJob.objects.filter(requested_by_id=request.user.pk)[:50]
+    return render(request, "allocations/export_jobs.html", {"jobs": jobs})

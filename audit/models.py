@@ -99,3 +99,36 @@ class Checkpoint(models.Model):
 
     def __str__(self) -> str:
         return f"checkpoint #{self.seq} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class ExportJob(models.Model):
+    """A large export run in the background; the file is kept under var/exports until downloaded."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    requested_by_id = models.BigIntegerField()
+    requested_by_username = models.CharField(max_length=150)
+    kind = models.CharField(max_length=20)  # audit-events | allocations
+    fmt = models.CharField(max_length=10)
+    filters = models.JSONField(default=dict)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    path = models.CharField(max_length=500, blank=True)
+    rows = models.BigIntegerField(null=True, blank=True)
+    manifest = models.JSONField(null=True, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} export #{self.pk} ({self.fmt}, {self.status})"
+
+    @property
+    def filename(self) -> str:
+        return f"{self.kind}-{self.pk}.{self.fmt}"

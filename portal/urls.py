@@ -6,6 +6,13 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
+from allocations.api.exports import (
+    AllocationExportView,
+    AuditEventExportView,
+    ExportJobViewSet,
+    UsageView,
+    VerificationView,
+)
 from allocations.api.views import (
     DesktopTemplateViewSet,
     DesktopViewSet,
@@ -30,6 +37,7 @@ router.register("templates", DesktopTemplateViewSet, basename="template")
 router.register("desktops", DesktopViewSet, basename="desktop")
 router.register("quota-requests", QuotaRequestViewSet, basename="quota-request")
 router.register("audit-events", AuditEventViewSet, basename="audit-event")
+router.register("export-jobs", ExportJobViewSet, basename="export-job")
 
 urlpatterns = [
     path("", include("allocations.urls")),
@@ -39,6 +47,10 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", metrics.metrics, name="metrics"),
+    path("api/exports/audit-events/", AuditEventExportView.as_view(), name="export-audit-events"),
+    path("api/exports/allocations/", AllocationExportView.as_view(), name="export-allocations"),
+    path("api/audit-verifications/", VerificationView.as_view(), name="audit-verify"),
+    path("api/usage/", UsageView.as_view(), name="api-usage"),
     path("api/", include(router.urls)),
     path("api/me/", MeView.as_view(), name="me"),
     path("api/auth/token/", obtain_auth_token, name="api-token"),

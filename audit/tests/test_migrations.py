@@ -15,8 +15,7 @@ def test_existing_events_are_chained_by_the_migration():
     old = MigrationExecutor(connection).loader.project_state([("audit", "0002_append_only_trigger")]).apps
     OldEvent = old.get_model("audit", "AuditEvent")
     for i in range(3):
-        OldEvent.objects.create(occurred_at=timezone.now(), verb=f"old.{i}", object_type="test.thing",
-                                object_id=str(i))
+        OldEvent.objects.create(occurred_at=timezone.now(), verb=f"old.{i}", object_type="test.thing", object_id=str(i))
     executor = MigrationExecutor(connection)
     executor.loader.build_graph()
     executor.migrate(executor.loader.graph.leaf_nodes())

@@ -33,8 +33,9 @@ def test_missing_nvml_is_a_status_not_numbers(lab):
 
 
 def _row(gpu, at, sm, resolution=SampleResolution.RAW, mdev=""):
-    return UtilizationSample.objects.create(gpu=gpu, mdev_uuid=mdev, sampled_at=at, sm_util=sm, mem_util=0,
-                                            fb_used_mib=100 * sm, resolution=resolution)
+    return UtilizationSample.objects.create(
+        gpu=gpu, mdev_uuid=mdev, sampled_at=at, sm_util=sm, mem_util=0, fb_used_mib=100 * sm, resolution=resolution
+    )
 
 
 def test_rollup_averages_each_complete_minute_once(lab):
@@ -47,7 +48,9 @@ def test_rollup_averages_each_complete_minute_once(lab):
     assert rollup() == 2
     rows = UtilizationSample.objects.filter(resolution=SampleResolution.MINUTE).order_by("sampled_at")
     assert [(r.sampled_at, r.sm_util, r.fb_used_mib) for r in rows] == [
-        (minute, 20.0, 2000), (minute + timedelta(minutes=1), 50.0, 5000)]
+        (minute, 20.0, 2000),
+        (minute + timedelta(minutes=1), 50.0, 5000),
+    ]
     assert rollup() == 0  # idempotent
 
 
@@ -75,6 +78,10 @@ def test_history_uses_minutes_where_raw_is_gone(lab, settings):
 def test_a_gpu_whose_reading_failed_is_skipped(lab):
     host = lab()
     gpu = host.gpus.first()
-    sample = HostTelemetry(source="nvml", status="ok", sampled_at=timezone.now().timestamp(),
-                           gpus=(GPUTelemetry(pci_address=gpu.pci_address, uuid="", name="", error="GPU is lost"),))
+    sample = HostTelemetry(
+        source="nvml",
+        status="ok",
+        sampled_at=timezone.now().timestamp(),
+        gpus=(GPUTelemetry(pci_address=gpu.pci_address, uuid="", name="", error="GPU is lost"),),
+    )
     assert record_sample(host, sample) == 0

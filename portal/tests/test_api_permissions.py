@@ -13,6 +13,7 @@ from django.contrib.auth import get_user_model
 
 from allocations.choices import Role
 from allocations.models import Membership
+from allocations.services.exports import queue_export
 from allocations.services.quotas import request_quota_increase
 from allocations.services.request import request_desktop
 from allocations.tests.factories import make_membership, make_template, make_tenant, make_user
@@ -43,6 +44,14 @@ ACCESS = {
         "scoped": True,
         "expect": {("create", ADMIN): 403, ("create", OUTSIDER): 404},
     },
+    # Background exports: anyone may ask (what they may export is checked by kind); each sees their own jobs.
+    "export-jobs": {
+        "read": EVERYONE,
+        "write": EVERYONE,
+        "verbs": "LRC",
+        "scoped": True,
+        "expect": {("create", p): 202 for p in PERSONAS} | {("retrieve", ADMIN): 404, ("retrieve", AUDITOR): 404},
+    },
     "quota-requests": {
         "read": EVERYONE,
         "write": {ADMIN, MEMBER, OUTSIDER},
@@ -69,6 +78,7 @@ def world(personas, tenant, other_tenant, lab, catalog):
         actor=personas[MEMBER], tenant=tenant, changes={"max_desktops": 5}, reason="course"
     )
     request_quota_increase(actor=personas[OUTSIDER], tenant=other_tenant, changes={"max_desktops": 4}, reason="x")
+    export_job = queue_export(personas[MEMBER], "allocations", "csv", {})
     unused_template = make_template("Globex only", profile=profile, tenants=[other_tenant])
     make_user("newcomer")
     AuditEvent.objects.create(verb="seed.done", object_type="test.seed")
@@ -123,6 +133,7 @@ def world(personas, tenant, other_tenant, lab, catalog):
         },
         "audit-events": {"row": AuditEvent.objects.get(verb="seed.done")},
         "desktops": {"row": desktop, "create": {"template": template.pk, "duration_hours": 1}},
+        "export-jobs": {"row": export_job, "create": {"kind": "allocations", "format": "csv"}},
         "quota-requests": {"row": quota_request, "create": {"max_desktops": 9, "reason": "a workshop"}},
     }
 

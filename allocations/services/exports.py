@@ -1,0 +1,124 @@
+"""Exports of audit events and allocations: streamed for a request, or run as a background job.
+
+Who may export what: auditors and platform admins export everything; an end user exports
+the history of their own desktops only. Every export is itself an audit event.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from allocations.models import Desktop
+from allocations.services.access import roles_of, sees_everything
+from allocations.services.usage import ALLOCATION_COLUMNS, allocation_rows
+from audit import services as audit
+from audit.api.filters import AuditEventFilterSet
+from audit.event_export import export_events
+from audit.exports import FORMATS, Export
+from audit.models import AuditEvent, ExportJob
+from portal.errors import Forbidden, PortalError
+
+KINDS = ("audit-events", "allocations")
+
+
+def _filters(params) -> dict:
+    return {k: v for k, v in params.items() if k not in ("format", "page", "page_size") and v not in ("", None)}
+
+
+def build_export(user, kind: str, fmt: str, params: dict) -> Export:
+    """Validate who asks for what and return the (lazy) export; nothing is read yet."""
+    if fmt not in FORMATS:
+        raise PortalError(f"format must be one of {', '.join(FORMATS)}")
+    filters = _filters(params)
+    if kind == "audit-events":
+        if not sees_everything(user):
+            raise Forbidden("Only auditors and platform admins export the audit log.")
+        filterset = AuditEventFilterSet(filters, queryset=AuditEvent.objects.all())
+        if not filterset.is_valid():
+            raise PortalError(
+                "Invalid filter: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in filterset.errors.items())
+            )
+        return export_events(filterset.qs, fmt, filters)
+    if kind == "allocations":
+        desktops = Desktop.objects.visible_to(user)
+        if not sees_everything(user) and not roles_of(user).tenant_ids:
+            raise Forbidden("You have no desktop history to export.")
+        for key, lookup in (
+            ("tenant", "tenant__slug"),
+            ("user", "owner__username"),
+            ("status", "status"),
+            ("profile", "profile__name"),
+            ("host", "host__name"),
+        ):
+            if key in filters:
+                desktops = desktops.filter(**{lookup: filters[key]})
+        if "since" in filters:
+            desktops = desktops.filter(requested_at__gte=filters["since"])
+        if "until" in filters:
+            desktops = desktops.filter(requested_at__lt=filters["until"])
+        return Export(fmt, ALLOCATION_COLUMNS, allocation_rows(desktops), kind="allocations", filters=filters)
+    raise PortalError(f"kind must be one of {', '.join(KINDS)}")
+
+
+def record_export(user, kind: str, fmt: str, filters: dict, *, background: bool = False) -> None:
+    with transaction.atomic():
+        audit.record(
+            "export.started" if not background else "export.queued",
+            actor=user,
+            object_type="audit.export",
+            object_repr=f"{kind} as {fmt}",
+            after={"kind": kind, "format": fmt, "filter": _filters(filters)},
+        )
+
+
+def queue_export(user, kind: str, fmt: str, params: dict) -> ExportJob:
+    build_export(user, kind, fmt, params)  # the same checks, now, so a bad request fails at once
+    with transaction.atomic():
+        job = ExportJob.objects.create(
+            requested_by_id=user.pk,
+            requested_by_username=user.get_username(),
+            kind=kind,
+            fmt=fmt,
+            filters=_filters(params),
+        )
+        record_export(user, kind, fmt, params, background=True)
+        from allocations import tasks
+
+        transaction.on_commit(lambda: tasks.run_export.delay(job.pk))
+    return job
+
+
+def run_export(job_id: int) -> ExportJob:
+    """Write the export to var/exports/ and keep its manifest on the job."""
+    from django.contrib.auth import get_user_model
+
+    job = ExportJob.objects.get(pk=job_id)
+    if job.status not in (ExportJob.Status.PENDING, ExportJob.Status.RUNNING):
+        return job
+    ExportJob.objects.filter(pk=job.pk).update(status=ExportJob.Status.RUNNING)
+    user = get_user_model().objects.get(pk=job.requested_by_id)
+    directory = Path(settings.VAR_DIR) / "exports"
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / job.filename
+    try:
+        export = build_export(user, job.kind, job.fmt, job.filters)
+        with open(path, "wb") as handle:
+            for chunk in export:
+                handle.write(chunk)
+    except Exception as exc:  # noqa: BLE001 - the job records why it failed, for the person who asked
+        ExportJob.objects.filter(pk=job.pk).update(
+            status=ExportJob.Status.FAILED, error=str(exc)[:500], finished_at=timezone.now()
+        )
+        raise
+    ExportJob.objects.filter(pk=job.pk).update(
+        status=ExportJob.Status.DONE,
+        path=str(path),
+        rows=export.count,
+        manifest=export.manifest(),
+        finished_at=timezone.now(),
+    )
+    return ExportJob.objects.get(pk=job.pk)

@@ -1,0 +1,150 @@
+"""Streaming exports (CSV, JSON, NDJSON) with constant memory and a manifest for offline checks.
+
+Rows come from an iterator; bytes go out as they are produced. The last part of every
+export is its manifest: what was asked (filter), how many rows, the first and last
+chain hash (for audit events), and the SHA-256 of everything before the manifest, so a
+file can be checked without the database (``manage.py verify_export``).
+
+Spreadsheet formula injection: in CSV, a cell that starts with ``=``, ``+``, ``-``, ``@``,
+a tab or a carriage return, or with ``'`` itself, gets a leading ``'``; readers remove
+exactly one leading ``'`` to get the value back (``unneutralise``).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+
+FORMATS = {"csv": "text/csv", "json": "application/json", "ndjson": "application/x-ndjson"}
+_DANGEROUS = ("=", "+", "-", "@", "\t", "\r", "'")
+MANIFEST_PREFIX = "#manifest,"
+
+
+def neutralise(value: str) -> str:
+    return "'" + value if value.startswith(_DANGEROUS) else value
+
+
+def unneutralise(value: str) -> str:
+    return value[1:] if value.startswith("'") else value
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        value = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    elif isinstance(value, datetime):
+        value = value.isoformat()
+    return neutralise(str(value))
+
+
+def _json_default(value):
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+class Export:
+    """Stream ``rows`` (dicts with ``columns`` keys) in ``fmt``; ``chain_field`` names the column whose
+    first and last values go into the manifest (the audit hash)."""
+
+    def __init__(
+        self,
+        fmt: str,
+        columns: list[str],
+        rows: Iterable[dict],
+        *,
+        kind: str,
+        filters: dict,
+        chain_field: str | None = None,
+    ):
+        if fmt not in FORMATS:
+            raise ValueError(f"format must be one of {', '.join(FORMATS)}")
+        self.fmt, self.columns, self.rows, self.kind, self.filters = fmt, columns, rows, kind, filters
+        self.chain_field = chain_field
+        self.count = 0
+        self.first = self.last = None
+        self.digest = hashlib.sha256()
+
+    @property
+    def content_type(self) -> str:
+        return FORMATS[self.fmt]
+
+    def manifest(self) -> dict:
+        manifest = {
+            "kind": self.kind,
+            "format": self.fmt,
+            "filter": self.filters,
+            "rows": self.count,
+            "body_sha256": self.digest.hexdigest(),
+            "columns": self.columns,
+        }
+        if self.chain_field:
+            manifest.update(first_hash=self.first, last_hash=self.last)
+        return manifest
+
+    def _out(self, text: str) -> bytes:
+        data = text.encode()
+        self.digest.update(data)
+        return data
+
+    def _track(self, row: dict) -> None:
+        self.count += 1
+        if self.chain_field:
+            if self.first is None:
+                self.first = row[self.chain_field]
+            self.last = row[self.chain_field]
+
+    def __iter__(self) -> Iterator[bytes]:
+        if self.fmt == "csv":
+            yield from self._csv()
+        elif self.fmt == "ndjson":
+            for row in self.rows:
+                self._track(row)
+                yield self._out(
+                    json.dumps({c: row[c] for c in self.columns}, default=_json_default, ensure_ascii=False) + "\n"
+                )
+            yield (json.dumps({"manifest": self.manifest()}) + "\n").encode()
+        else:
+            yield self._out('{"rows": [')
+            for row in self.rows:
+                self._track(row)
+                prefix = "\n" if self.count == 1 else ",\n"
+                yield self._out(
+                    prefix + json.dumps({c: row[c] for c in self.columns}, default=_json_default, ensure_ascii=False)
+                )
+            yield self._out("\n],\n")
+            yield ('"manifest": ' + json.dumps(self.manifest()) + "}\n").encode()
+
+    def _csv(self) -> Iterator[bytes]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(self.columns)
+        for row in self.rows:
+            self._track(row)
+            writer.writerow([_cell(row[c]) for c in self.columns])
+            if buffer.tell() > 64 * 1024:
+                yield self._out(buffer.getvalue())
+                buffer.seek(0)
+                buffer.truncate()
+        yield self._out(buffer.getvalue())
+        yield (MANIFEST_PREFIX + json.dumps(self.manifest()) + "\n").encode()
+
+
+def split_manifest(data: bytes, fmt: str) -> tuple[bytes, dict]:
+    """An export file → (the body the manifest's body_sha256 covers, the manifest)."""
+    if fmt == "csv":
+        body, _, last = data.rstrip(b"\n").rpartition(b"\n")
+        if not last.startswith(MANIFEST_PREFIX.encode()):
+            raise ValueError("no manifest line at the end of the CSV")
+        return body + b"\n", json.loads(last[len(MANIFEST_PREFIX) :])
+    if fmt == "ndjson":
+        body, _, last = data.rstrip(b"\n").rpartition(b"\n")
+        return (body + b"\n" if body else b""), json.loads(last)["manifest"]
+    marker = data.rfind(b'"manifest": ')
+    if marker < 0:
+        raise ValueError("no manifest in the JSON export")
+    manifest = data[marker + len(b'"manifest": ') :].rstrip()
+    return data[:marker], json.loads(manifest[:-1])  # drop the outer object's closing brace
