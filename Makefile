@@ -7,7 +7,7 @@ PORT ?= 8000
 REDIS_URL ?= redis://127.0.0.1:6379/0
 export REDIS_URL
 
-.PHONY: run test test-pg venv migrate seed redis lint check clean
+.PHONY: run test test-pg venv migrate seed redis lint check clean vendor browser
 
 venv:
 	@scripts/bootstrap.sh
@@ -40,6 +40,15 @@ test: venv
 # What CI runs: the suite against real PostgreSQL and Redis servers on loopback.
 test-pg: venv
 	urls=$$(scripts/services.sh start) && eval "$$urls" && export DATABASE_URL REDIS_URL && $(MAKE) test
+
+# Re-fetch the browser libraries (uPlot, htmx) from npm per frontend/package-lock.json into static/vendor/.
+# The vendored copies are committed: the portal never loads anything from a CDN.
+vendor:
+	scripts/vendor.sh
+
+# Debian's Chromium for the browser tests (Playwright drives it; no browser download).
+browser: venv
+	scripts/browser.sh
 
 lint: venv
 	.venv/bin/ruff check .

@@ -4,10 +4,11 @@ from audit.models import AuditEvent
 
 
 class AuditEventFilterSet(django_filters.FilterSet):
-    since = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="gte")
-    until = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="lt")
-    actor = django_filters.CharFilter(field_name="actor_username")
-    verb_prefix = django_filters.CharFilter(field_name="verb", lookup_expr="startswith")
+    since = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="gte", label="From (UTC, ISO 8601)")
+    until = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="lt", label="Until (UTC, ISO 8601)")
+    actor = django_filters.CharFilter(field_name="actor_username", label="User")
+    verb_prefix = django_filters.CharFilter(field_name="verb", lookup_expr="startswith", label="Verb starts with")
+    tenant = django_filters.CharFilter(field_name="tenant_name", lookup_expr="icontains", label="Tenant")
 
     class Meta:
         model = AuditEvent
@@ -18,6 +19,7 @@ class AuditEventFilterSet(django_filters.FilterSet):
             "object_id",
             "actor",
             "actor_id",
+            "tenant",
             "tenant_id",
             "request_id",
             "since",

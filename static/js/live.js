@@ -73,6 +73,14 @@
       mine.prepend(row);
       desktopStatus(d);
     }
+    var summary = document.getElementById("desktop-summary");
+    if (summary && document.querySelector('.desktop-head[data-desktop-id="' + d.id + '"]')) {
+      // Expiry and the buttons a person may press depend on the status: take them from a fresh render.
+      fetch(location.href, {credentials: "same-origin"}).then(function (r) { return r.text(); }).then(function (html) {
+        var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("desktop-summary");
+        if (fresh) summary.replaceWith(fresh);
+      });
+    }
     var timeline = document.getElementById("timeline");
     if (timeline && document.querySelector('.desktop-head[data-desktop-id="' + d.id + '"]')) {
       var li = document.createElement("li");
