@@ -11,25 +11,7 @@ from dataclasses import dataclass, field
 from audit import chain
 from audit.exports import Export, split_manifest, unneutralise
 
-COLUMNS = [
-    "id",
-    "seq",
-    "occurred_at",
-    "actor_id",
-    "actor_username",
-    "tenant_id",
-    "tenant_name",
-    "verb",
-    "object_type",
-    "object_id",
-    "object_repr",
-    "before",
-    "after",
-    "source_ip",
-    "request_id",
-    "prev_hash",
-    "hash",
-]
+COLUMNS = ["id", *chain.CANONICAL_FIELDS, "hash"]  # id, seq, …, prev_hash, hash
 
 
 def event_rows(queryset):

@@ -86,7 +86,9 @@ def request_quota_increase(*, actor, tenant: Tenant, changes: dict, reason: str)
     )
 
 
-def _decide(request_id: int, *, actor, status: str, reason: str) -> QuotaRequest:
+def _decide(request_id: int, *, actor, status: str, reason: str, apply=None) -> QuotaRequest:
+    """Decide a pending request once (row locked), run ``apply`` (which may return extra before/after
+    detail), and record ``quota_request.<status>``. Must run inside a transaction."""
     request = QuotaRequest.objects.select_for_update(of=("self",)).select_related("tenant").get(pk=request_id)
     if request.status != QuotaRequestStatus.PENDING:
         raise InvalidTransition(f"This request was already {request.get_status_display().lower()}.")
@@ -95,66 +97,52 @@ def _decide(request_id: int, *, actor, status: str, reason: str) -> QuotaRequest
     request.decided_at = timezone.now()
     request.decision_reason = reason.strip()
     request.save()
+    before, after = {"status": QuotaRequestStatus.PENDING.value}, {"status": status}
+    if request.decision_reason:
+        after["reason"] = request.decision_reason
+    if apply is not None:
+        extra_before, extra_after = apply(request)
+        before.update(extra_before)
+        after.update(extra_after)
+    audit.record(
+        f"quota_request.{status}",
+        actor=actor,
+        object_type="allocations.quotarequest",
+        object_id=request.pk,
+        object_repr=str(request),
+        tenant_id=request.tenant_id,
+        tenant_name=request.tenant.name,
+        before=before,
+        after=after,
+    )
     return request
+
+
+def _raise_quota(request: QuotaRequest) -> tuple[dict, dict]:
+    """Raise each asked-for limit (never lowering one); the quota row is locked."""
+    quota = Quota.objects.select_for_update().get(tenant=request.tenant)
+    before = {k: getattr(quota, k) for k in REQUESTABLE}
+    for key in REQUESTABLE:
+        asked = getattr(request, key)
+        if asked is not None and asked > getattr(quota, key):
+            setattr(quota, key, asked)
+    quota.save()
+    return {"quota": before}, {"quota": {k: getattr(quota, k) for k in REQUESTABLE}}
 
 
 def approve_quota_request(request_id: int, *, actor, reason: str = "") -> QuotaRequest:
-    """Raise the tenant's quota to what was asked (never lowering a limit), in one transaction."""
+    """Raise the tenant's quota to what was asked, in the same transaction as the decision."""
     with transaction.atomic():
-        request = _decide(request_id, actor=actor, status=QuotaRequestStatus.APPROVED, reason=reason)
-        quota = Quota.objects.select_for_update().get(tenant=request.tenant)
-        before = {k: getattr(quota, k) for k in REQUESTABLE}
-        for key in REQUESTABLE:
-            asked = getattr(request, key)
-            if asked is not None and asked > getattr(quota, key):
-                setattr(quota, key, asked)
-        quota.save()
-        after = {k: getattr(quota, k) for k in REQUESTABLE}
-        audit.record(
-            "quota_request.approved",
-            actor=actor,
-            object_type="allocations.quotarequest",
-            object_id=request.pk,
-            object_repr=str(request),
-            tenant_id=request.tenant_id,
-            tenant_name=request.tenant.name,
-            before={"status": "pending", "quota": before},
-            after={"status": "approved", "quota": after, "reason": request.decision_reason},
-        )
-    return request
+        return _decide(request_id, actor=actor, status=QuotaRequestStatus.APPROVED, reason=reason, apply=_raise_quota)
 
 
 def reject_quota_request(request_id: int, *, actor, reason: str) -> QuotaRequest:
     if not reason.strip():
         raise PortalError("Give the requester a reason for the rejection.")
     with transaction.atomic():
-        request = _decide(request_id, actor=actor, status=QuotaRequestStatus.REJECTED, reason=reason)
-        audit.record(
-            "quota_request.rejected",
-            actor=actor,
-            object_type="allocations.quotarequest",
-            object_id=request.pk,
-            object_repr=str(request),
-            tenant_id=request.tenant_id,
-            tenant_name=request.tenant.name,
-            before={"status": "pending"},
-            after={"status": "rejected", "reason": request.decision_reason},
-        )
-    return request
+        return _decide(request_id, actor=actor, status=QuotaRequestStatus.REJECTED, reason=reason)
 
 
 def cancel_quota_request(request_id: int, *, actor) -> QuotaRequest:
     with transaction.atomic():
-        request = _decide(request_id, actor=actor, status=QuotaRequestStatus.CANCELLED, reason="")
-        audit.record(
-            "quota_request.cancelled",
-            actor=actor,
-            object_type="allocations.quotarequest",
-            object_id=request.pk,
-            object_repr=str(request),
-            tenant_id=request.tenant_id,
-            tenant_name=request.tenant.name,
-            before={"status": "pending"},
-            after={"status": "cancelled"},
-        )
-    return request
+        return _decide(request_id, actor=actor, status=QuotaRequestStatus.CANCELLED, reason="")

@@ -62,7 +62,7 @@ def sync_host(host: Host, *, actor=None, driver=None, telemetry=None) -> SyncRep
     return _apply(host.pk, discovery, sample, actor)
 
 
-def _gpu_fields(gpu, sample: HostTelemetry, host: Host, profiles_by_name: dict) -> dict:
+def _gpu_fields(gpu, sample: HostTelemetry, profiles_by_name: dict) -> dict:
     identity = {g.pci_address: g for g in sample.gpus if not g.error}
     measured = identity.get(gpu.pci_address)
     board = next((p for p in profiles_by_name.values() if p.board == gpu.model), None)
@@ -88,7 +88,7 @@ def _apply(host_id: int, discovery: Discovery, sample: HostTelemetry, actor) -> 
         mdevs_by_gpu.setdefault(mdev.parent_pci, set()).add(mdev.type_id)
 
     for gpu in discovery.gpus:
-        fields = _gpu_fields(gpu, sample, host, profiles)
+        fields = _gpu_fields(gpu, sample, profiles)
         row = rows.get(gpu.pci_address)
         if row is None:
             row = GPU(host=host, pci_address=gpu.pci_address, mode=GPUMode.VGPU, **fields)
