@@ -9,7 +9,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from allocations.models import Desktop
 from allocations.services.access import roles_of
-from portal.live import OPERATORS, user_group, vgpu_group
+from portal.live import OPERATORS, host_group, user_group, vgpu_group
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
@@ -54,14 +54,15 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def receive_json(self, content, **kwargs):
         if content.get("type") == "ping":
             await self.send_json({"event": "pong", "data": {}})
+        elif content.get("type") == "watch-host":
+            # An operator's host page wants that host's per-sample utilization.
+            if OPERATORS in self.groups_joined and str(content.get("host", "")).isdigit():
+                await self._join(host_group(int(content["host"])))
 
     async def live_event(self, message):
-        data = message["data"]
+        data = message.get("data")
         # A desktop of mine got its vGPU: start receiving that vGPU's utilization.
-        if (
-            message["event"] == "desktop.status"
-            and data.get("mdev_uuid")
-            and data.get("owner_id") == self.scope["user"].pk
-        ):
+        mine = data and data.get("owner_id") == self.scope["user"].pk
+        if message["event"] == "desktop.status" and mine and data.get("mdev_uuid"):
             await self._join(vgpu_group(data["mdev_uuid"]))
-        await self.send_json({"event": message["event"], "data": data})
+        await self.send(text_data=message["text"])  # encoded once, by the publisher

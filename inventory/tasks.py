@@ -101,3 +101,9 @@ def rollup_utilization() -> int:
 @shared_task
 def prune_utilization() -> dict:
     return utilization.prune()
+
+
+@shared_task(acks_late=False, soft_time_limit=10, time_limit=20)
+def publish_fleet_utilization() -> int:
+    """Beat: one batched utilization event for every operator dashboard (see utilization.publish_fleet)."""
+    return utilization.publish_fleet()

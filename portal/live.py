@@ -9,6 +9,7 @@ change that rolled back.
 
 from __future__ import annotations
 
+import json
 import logging
 
 from asgiref.sync import async_to_sync
@@ -17,6 +18,8 @@ from django.db import transaction
 
 log = logging.getLogger(__name__)
 OPERATORS = "operators"
+#: Events whose payload the consumer reads (to subscribe to a new desktop's vGPU group).
+CONSUMER_READS = {"desktop.status"}
 
 
 def user_group(user_id: int) -> str:
@@ -27,14 +30,28 @@ def vgpu_group(mdev_uuid: str) -> str:
     return f"vgpu.{mdev_uuid}"
 
 
+def host_group(host_id: int) -> str:
+    return f"host.{host_id}"
+
+
+def message_for(type_: str, payload: dict) -> dict:
+    """The channel-layer message for an event: the browser frame encoded once (``text``), plus the
+    payload itself only for events the consumer reads."""
+    message = {"type": "live.event", "event": type_, "text": json.dumps({"event": type_, "data": payload})}
+    if type_ in CONSUMER_READS:
+        message["data"] = payload
+    return message
+
+
 def publish(group: str, type_: str, payload: dict) -> None:
-    """Send ``{"type": "live.event", "event": type_, "data": payload}`` to a group. A broken channel
+    """Send an event to a group. The browser frame is encoded once here, not once per consumer
+    (``text``); ``data`` travels too only for events the consumer itself acts on. A broken channel
     layer must not fail the change that triggered the push: it is logged and dropped."""
     layer = get_channel_layer()
     if layer is None:
         return
     try:
-        async_to_sync(layer.group_send)(group, {"type": "live.event", "event": type_, "data": payload})
+        async_to_sync(layer.group_send)(group, message_for(type_, payload))
     except Exception:  # noqa: BLE001 - live updates are best effort; the database stays the truth
         log.warning("could not publish %s to %s", type_, group, exc_info=True)
 

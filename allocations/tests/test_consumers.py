@@ -9,7 +9,7 @@ from allocations.consumers import LiveConsumer
 from allocations.services.request import request_desktop
 from allocations.tests.factories import make_template, make_user
 from inventory.models import VGPUProfile
-from inventory.services.utilization import sample_host
+from inventory.services.utilization import publish_fleet, sample_host
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -80,6 +80,7 @@ async def test_a_member_never_receives_another_tenants_events(
         tasks.provision.apply(args=[mine.pk]).get()
         tasks.provision.apply(args=[theirs.pk]).get()
         sample_host(host)
+        publish_fleet()
 
     await sync_to_async(run_both)()
     alice_frames, mallory_frames, operator_frames = await drain(alice), await drain(mallory), await drain(operator)
@@ -95,7 +96,26 @@ async def test_a_member_never_receives_another_tenants_events(
     assert {f["data"]["mdev_uuid"] for f in mallory_frames if f["event"] == "vgpu.utilization"} == {
         str(theirs.mdev_uuid)
     }
-    assert not [f for f in alice_frames + mallory_frames if f["event"] == "host.utilization"]
-    assert [f for f in operator_frames if f["event"] == "host.utilization"]
+    # the fleet's figures go to operators only, batched: one event for every GPU
+    assert not [f for f in alice_frames + mallory_frames if f["event"] in ("host.utilization", "fleet.utilization")]
+    (fleet,) = [f for f in operator_frames if f["event"] == "fleet.utilization"]
+    assert len(fleet["data"]["gpus"]) == 2
     for c in (alice, mallory, operator):
+        await c.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_only_operators_can_watch_a_host(lab, tenant_member, auditor):
+    host = await sync_to_async(lab)("lab-a40=A40x1")
+    member, _, _ = await connect(tenant_member)
+    operator, _, _ = await connect(auditor)
+    for c in (member, operator):
+        await c.receive_json_from()
+        await c.send_json_to({"type": "watch-host", "host": host.pk})
+    await drain(member)
+    await drain(operator)
+    await sync_to_async(sample_host)(host)
+    assert [f["event"] for f in await drain(operator)] == ["host.utilization"]
+    assert await drain(member) == []
+    for c in (member, operator):
         await c.disconnect()

@@ -76,7 +76,7 @@ def record_sample(host: Host, sample: HostTelemetry) -> int:
             )
     UtilizationSample.objects.bulk_create(rows)
     live.publish_on_commit(
-        [live.OPERATORS],
+        [live.host_group(host.pk)],
         "host.utilization",
         {"host": host.pk, "name": host.name, "t": at.isoformat(), "sampled_at": sample.sampled_at, "gpus": gpu_events},
     )
@@ -131,3 +131,32 @@ def history(gpu_id: int, *, mdev_uuid: str = "", since: datetime) -> list[dict]:
         {"t": s.sampled_at.timestamp(), "sm_util": s.sm_util, "fb_used_mib": s.fb_used_mib}
         for s in [*older.order_by("sampled_at"), *recent.order_by("sampled_at")]
     ]
+
+
+def publish_fleet(now: datetime | None = None) -> int:
+    """One ``fleet.utilization`` event for every GPU's latest sample, to the operators' dashboards.
+
+    Hosts sample independently; sending each host's sample to every dashboard costs one websocket
+    message per host per dashboard, which one server process cannot keep up with for a large fleet.
+    This batches them: one message per interval, compact rows ``[gpu id, SM %, FB used MiB, FB total
+    MiB, °C]``, ``sampled_at`` the oldest sample in it (so staleness is not understated)."""
+    now = now or timezone.now()
+    since = now - timedelta(seconds=2 * settings.PORTAL_SAMPLE_INTERVAL_S)
+    latest = (
+        UtilizationSample.objects.filter(resolution=SampleResolution.RAW, mdev_uuid="", sampled_at__gte=since)
+        .values("gpu_id")
+        .annotate(t=Max("sampled_at"))
+        .order_by()
+    )
+    wanted = {(row["gpu_id"], row["t"]) for row in latest}
+    if not wanted:
+        return 0
+    rows, oldest = [], None
+    for s in UtilizationSample.objects.filter(
+        resolution=SampleResolution.RAW, mdev_uuid="", sampled_at__in={t for _, t in wanted}
+    ).only("gpu_id", "sampled_at", "sm_util", "fb_used_mib", "fb_total_mib", "temperature_c"):
+        if (s.gpu_id, s.sampled_at) in wanted:
+            rows.append([s.gpu_id, s.sm_util, s.fb_used_mib, s.fb_total_mib, s.temperature_c])
+            oldest = s.sampled_at if oldest is None or s.sampled_at < oldest else oldest
+    live.publish(live.OPERATORS, "fleet.utilization", {"sampled_at": oldest.timestamp(), "gpus": rows})
+    return len(rows)

@@ -6,7 +6,7 @@
   var body = document.body;
   if (!body.dataset.live) return;
   var indicator = document.getElementById("live-indicator");
-  var attempt = 0, socket = null, pingTimer = null;
+  var attempt = 0, socket = null, pingTimer = null, opened = false, loadedAt = Date.now();
 
   function setLive(on) {
     if (!indicator) return;
@@ -22,7 +22,11 @@
   function connect() {
     socket = new WebSocket(url());
     socket.onopen = function () {
+      if (opened) resync(); else resyncIfStale();
+      opened = true;
       attempt = 0; setLive(true);
+      var host = document.querySelector("main [data-host-id]");
+      if (host && document.getElementById("host-chart")) send({type: "watch-host", host: host.dataset.hostId});
       pingTimer = setInterval(function () { send({type: "ping"}); }, 25000);
     };
     socket.onmessage = function (message) {
@@ -38,6 +42,30 @@
     };
   }
 
+  // Events that happened while the socket was not connected (before the first connect, or during
+  // a reconnect) were not received: take the current state from a fresh render of this page.
+  function resync() {
+    var ids = Array.prototype.map.call(document.querySelectorAll("[data-desktop-id]"), function (el) {
+      return el.dataset.desktopId;
+    });
+    if (!ids.length) return;
+    fetch(location.href, {credentials: "same-origin"}).then(function (r) { return r.text(); }).then(function (html) {
+      var fresh = new DOMParser().parseFromString(html, "text/html");
+      ["desktop-summary", "timeline"].forEach(function (id) {
+        var now = document.getElementById(id), next = fresh.getElementById(id);
+        if (now && next) now.replaceWith(next);
+      });
+      fresh.querySelectorAll("[data-desktop-id]").forEach(function (el) {
+        var badge = el.querySelector('[data-field="status"]');
+        if (!badge) return;
+        document.querySelectorAll('[data-desktop-id="' + el.dataset.desktopId + '"] [data-field="status"]')
+          .forEach(function (mine) { mine.textContent = badge.textContent; mine.className = badge.className; });
+      });
+    });
+  }
+
+  function resyncIfStale() { if (Date.now() - loadedAt > 200) resync(); }
+
   function send(obj) {
     if (socket && socket.readyState === 1) socket.send(JSON.stringify(obj));
   }
@@ -47,6 +75,13 @@
   function handle(event, data) {
     if (event === "desktop.status") desktopStatus(data);
     if (event === "host.utilization") hostUtilization(data);
+    if (event === "fleet.utilization") fleetUtilization(data);
+  }
+
+  function fleetUtilization(f) {  // compact rows: [gpu id, SM %, FB used MiB, FB total MiB, °C]
+    hostUtilization({gpus: (f.gpus || []).map(function (r) {
+      return {gpu: r[0], sm_util: r[1], fb_used_mib: r[2], fb_total_mib: r[3], temperature_c: r[4]};
+    })});
   }
 
   function desktopStatus(d) {

@@ -37,6 +37,8 @@ import redis
 from django.conf import global_settings, settings
 from django.db import connection, connections
 
+from portal.settings import redis_channel_layer
+
 ROOT = Path(__file__).resolve().parents[3]
 ARTIFACTS = ROOT / "test-artifacts"
 SCREENSHOTS = ARTIFACTS / "screenshots"
@@ -103,9 +105,7 @@ def _browser_settings(browser_requirements, _fast_settings, settings):
     # The server checks passwords with the real hashers; the root conftest's MD5 is not among them.
     settings.PASSWORD_HASHERS = global_settings.PASSWORD_HASHERS
     # Events published here reach the server's websocket clients only through Redis.
-    settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [settings.REDIS_URL]}}
-    }
+    settings.CHANNEL_LAYERS = {"default": redis_channel_layer(settings.REDIS_URL)}
 
 
 def _database_url(db: dict) -> str:
