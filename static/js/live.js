@@ -6,7 +6,7 @@
   var body = document.body;
   if (!body.dataset.live) return;
   var indicator = document.getElementById("live-indicator");
-  var attempt = 0, socket = null, pingTimer = null, opened = false, loadedAt = Date.now();
+  var attempt = 0, socket = null, pingTimer = null;
 
   function setLive(on) {
     if (!indicator) return;
@@ -22,8 +22,7 @@
   function connect() {
     socket = new WebSocket(url());
     socket.onopen = function () {
-      if (opened) resync(); else resyncIfStale();
-      opened = true;
+      resync();
       attempt = 0; setLive(true);
       var host = document.querySelector("main [data-host-id]");
       if (host && document.getElementById("host-chart")) send({type: "watch-host", host: host.dataset.hostId});
@@ -42,13 +41,11 @@
     };
   }
 
-  // Events that happened while the socket was not connected (before the first connect, or during
-  // a reconnect) were not received: take the current state from a fresh render of this page.
+  // Events that happened while the socket was not connected (between the page's render and the first
+  // connect, or during a reconnect) were not received: take the desktops' current state from a fresh
+  // render of this page. Only pages that show desktops in flight need it.
   function resync() {
-    var ids = Array.prototype.map.call(document.querySelectorAll("[data-desktop-id]"), function (el) {
-      return el.dataset.desktopId;
-    });
-    if (!ids.length) return;
+    if (!document.querySelector(".status-requested, .status-provisioning, .status-stopping")) return;
     fetch(location.href, {credentials: "same-origin"}).then(function (r) { return r.text(); }).then(function (html) {
       var fresh = new DOMParser().parseFromString(html, "text/html");
       ["desktop-summary", "timeline"].forEach(function (id) {
@@ -63,8 +60,6 @@
       });
     });
   }
-
-  function resyncIfStale() { if (Date.now() - loadedAt > 200) resync(); }
 
   function send(obj) {
     if (socket && socket.readyState === 1) socket.send(JSON.stringify(obj));
