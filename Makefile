@@ -33,6 +33,7 @@ run: seed redis
 # Fast tier on SQLite unless DATABASE_URL points elsewhere (CI sets PostgreSQL).
 test: venv
 	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
 	$(MANAGE) check
 	$(MANAGE) makemigrations --check --dry-run
 	.venv/bin/pytest

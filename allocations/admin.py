@@ -1,41 +1,50 @@
 from django.contrib import admin
 
 from allocations.models import Desktop, DesktopTemplate, Membership, ProfileQuota, Quota, QuotaRequest, Tenant
+from allocations.services import tenants
+from portal.admin import AuditedAdmin, ReadOnlyInline
 
 
-class QuotaInline(admin.StackedInline):
+class QuotaInline(ReadOnlyInline, admin.StackedInline):
     model = Quota
-    can_delete = False
 
 
-class MembershipInline(admin.TabularInline):
+class MembershipInline(ReadOnlyInline, admin.TabularInline):
     model = Membership
-    extra = 0
-    autocomplete_fields = ("user",)
 
 
 @admin.register(Tenant)
-class TenantAdmin(admin.ModelAdmin):
+class TenantAdmin(AuditedAdmin):
     list_display = ("name", "slug", "is_active", "created_at")
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
     inlines = [QuotaInline, MembershipInline]
 
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+        else:  # with its quota (defaults), as the API does
+            created = tenants.create_tenant(
+                {f: getattr(obj, f) for f in ("name", "slug", "description", "is_active")}, actor=request.user
+            )
+            obj.pk = created.pk
+            obj._state.adding = False
 
-class ProfileQuotaInline(admin.TabularInline):
+
+class ProfileQuotaInline(ReadOnlyInline, admin.TabularInline):
+    """Per-profile limits are edited through PATCH /api/quotas/<id>/ (audited as a whole)."""
+
     model = ProfileQuota
-    extra = 0
-    autocomplete_fields = ("profile",)
 
 
 @admin.register(Quota)
-class QuotaAdmin(admin.ModelAdmin):
+class QuotaAdmin(AuditedAdmin):
     list_display = ("tenant", "max_desktops", "max_framebuffer_mib", "max_desktop_hours")
     inlines = [ProfileQuotaInline]
 
 
 @admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
+class MembershipAdmin(AuditedAdmin):
     list_display = ("user", "role", "tenant")
     list_filter = ("role", "tenant")
     search_fields = ("user__username",)
@@ -43,7 +52,7 @@ class MembershipAdmin(admin.ModelAdmin):
 
 
 @admin.register(DesktopTemplate)
-class DesktopTemplateAdmin(admin.ModelAdmin):
+class DesktopTemplateAdmin(AuditedAdmin):
     list_display = ("name", "profile", "gpu_count", "vcpus", "memory_mib", "is_active")
     list_filter = ("is_active", "profile__board")
     search_fields = ("name",)
@@ -81,4 +90,7 @@ class QuotaRequestAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False

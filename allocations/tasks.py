@@ -19,6 +19,7 @@ from allocations.models import Desktop
 from allocations.services import hosting, lifecycle
 from allocations.services.reconcile import reconcile_host as reconcile_host_service
 from audit import services as audit
+from inventory.choices import HostState
 from inventory.drivers.base import DriverError
 from inventory.models import Host
 
@@ -157,19 +158,31 @@ def expire_due() -> dict:
 
 @shared_task
 def sweep_stuck() -> dict:
-    """Beat: desktops stuck in flight past PORTAL_STUCK_AFTER_S get their task queued again (idempotent);
-    ones stuck in PROVISIONING are given up on and torn down."""
+    """Beat: desktops stuck in flight past PORTAL_STUCK_AFTER_S. On a host that is offline (its worker
+    or libvirt silent) nothing can finish them: they fail with the host lost and their capacity and
+    quota are returned. Elsewhere, requested and stopping desktops get their task queued again
+    (idempotent; once per cut-off), and provisioning is given up on and torn down."""
     cutoff = lifecycle.stuck_cutoff()
     stuck = Desktop.objects.filter(status_changed_at__lt=cutoff).select_related("host")
-    counts = {"requeued": 0, "abandoned": 0}
-    for desktop in stuck.filter(status=DesktopStatus.REQUESTED):
-        provision.apply_async(args=[desktop.pk], queue=desktop.host.queue)
-        counts["requeued"] += 1
-    for desktop in stuck.filter(status=DesktopStatus.STOPPING):
-        Desktop.objects.filter(pk=desktop.pk).update(status_changed_at=timezone.now())
-        teardown.apply_async(args=[desktop.pk], queue=desktop.host.queue)
-        counts["requeued"] += 1
-    for desktop in stuck.filter(status=DesktopStatus.PROVISIONING):
+    counts = {"requeued": 0, "abandoned": 0, "host_lost": 0}
+    for desktop in stuck.filter(host__state=HostState.OFFLINE):
+        try:
+            lifecycle.transition(
+                desktop.pk,
+                DesktopStatus.FAILED,
+                end_reason=EndReason.HOST_LOST,
+                reason=f"its host {desktop.host.name} is offline",
+            )
+            counts["host_lost"] += 1
+        except InvalidTransition:
+            pass  # RUNNING desktops on an offline host are left to the reconciler when the host returns
+    live = stuck.exclude(host__state=HostState.OFFLINE)
+    for status, task in ((DesktopStatus.REQUESTED, provision), (DesktopStatus.STOPPING, teardown)):
+        for desktop in live.filter(status=status):
+            Desktop.objects.filter(pk=desktop.pk).update(status_changed_at=timezone.now())
+            task.apply_async(args=[desktop.pk], queue=desktop.host.queue)
+            counts["requeued"] += 1
+    for desktop in live.filter(status=DesktopStatus.PROVISIONING):
         try:
             lifecycle.release_desktop(
                 desktop,
@@ -203,7 +216,9 @@ def reconcile_all() -> int:
     return len(hosts)
 
 
-@shared_task(acks_late=True, soft_time_limit=3600, time_limit=3700)
+# Under the broker's visibility timeout (900 s), so a running export is never handed out twice; a
+# million audit events take about a minute (bench/audit_export.py).
+@shared_task(acks_late=True, soft_time_limit=780, time_limit=840)
 def run_export(job_id: int) -> int | None:
     from allocations.services.exports import run_export as run
 

@@ -17,7 +17,7 @@ from allocations.choices import HOLDING_STATUSES, QuotaRequestStatus
 from allocations.forms import DecisionForm, DesktopRequestForm, ExtendForm, QuotaIncreaseForm
 from allocations.models import Desktop, DesktopTemplate, QuotaRequest, Tenant
 from allocations.services import lifecycle, quotas
-from allocations.services.access import roles_of
+from allocations.services.access import get_desktop_for, may_act_on, roles_of
 from allocations.services.availability import offers_for
 from allocations.services.exports import queue_export
 from allocations.services.quotas import usage_of
@@ -117,16 +117,11 @@ def desktop_new(request):
     )
 
 
-def _desktop_for(request, pk) -> Desktop:
-    desktop = (
-        Desktop.objects.visible_to(request.user)
-        .select_related("profile", "template", "host", "tenant")
-        .filter(pk=pk)
-        .first()
-    )
-    if desktop is None:
-        raise Http404("No such desktop")
-    return desktop
+def _desktop_for(request, pk, *, acting: bool = False) -> Desktop:
+    try:
+        return get_desktop_for(request.user, pk, acting=acting)
+    except PortalError as exc:
+        raise Http404(exc.message) from None
 
 
 @role_required("tenant-member", "platform-admin", "auditor")
@@ -141,7 +136,7 @@ def desktop_detail(request, pk):
         samples = history(
             gpu.pk, mdev_uuid=str(desktop.mdev_uuid), since=max(desktop.started_at, timezone.now() - timedelta(hours=2))
         )
-    can_act = request.user.pk == desktop.owner_id or roles_of(request.user).platform_admin
+    can_act = may_act_on(request.user, desktop)
     return render(
         request,
         "allocations/desktop_detail.html",
@@ -158,9 +153,7 @@ def desktop_detail(request, pk):
 @require_POST
 @role_required("tenant-member", "platform-admin")
 def desktop_action(request, pk, action):
-    desktop = _desktop_for(request, pk)
-    if request.user.pk != desktop.owner_id and not roles_of(request.user).platform_admin:
-        raise Http404("No such desktop")
+    desktop = _desktop_for(request, pk, acting=True)
     try:
         if action == "release":
             lifecycle.release_desktop(desktop, actor=request.user)

@@ -1,17 +1,17 @@
 from django.contrib import admin
 
 from inventory.models import GPU, GPUMdevType, Host, VGPUProfile
+from inventory.services import hosts
+from portal.admin import AuditedAdmin, ReadOnlyInline
 
 
-class GPUInline(admin.TabularInline):
+class GPUInline(ReadOnlyInline, admin.TabularInline):
     model = GPU
-    extra = 0
     fields = ("pci_address", "uuid", "model", "framebuffer_mib", "mode", "current_profile", "present")
-    autocomplete_fields = ("current_profile",)
 
 
 @admin.register(Host)
-class HostAdmin(admin.ModelAdmin):
+class HostAdmin(AuditedAdmin):
     list_display = ("name", "state", "libvirt_uri", "cpu_cores", "memory_mib", "telemetry_source", "last_heartbeat")
     readonly_fields = ("lab_xml", "libvirt_version", "last_sync_at", "last_sync_error", "telemetry_status")
     list_filter = ("state", "telemetry_source")
@@ -30,8 +30,10 @@ class GPUMdevTypeInline(admin.TabularInline):
 
 
 @admin.register(GPU)
-class GPUAdmin(admin.ModelAdmin):
+class GPUAdmin(AuditedAdmin):
     inlines = [GPUMdevTypeInline]
+    update_service = staticmethod(hosts.update_gpu)
+    delete_service = staticmethod(hosts.delete_gpu)
     list_display = ("host", "pci_address", "model", "mode", "current_profile", "framebuffer_mib", "present")
     list_filter = ("mode", "model", "present", "host")
     search_fields = ("pci_address", "uuid", "host__name")
@@ -40,7 +42,7 @@ class GPUAdmin(admin.ModelAdmin):
 
 
 @admin.register(VGPUProfile)
-class VGPUProfileAdmin(admin.ModelAdmin):
+class VGPUProfileAdmin(AuditedAdmin):
     list_display = ("name", "board", "series", "framebuffer_mib", "max_per_gpu", "mig_backed", "mdev_type_id")
     list_filter = ("board", "series", "mig_backed")
     search_fields = ("name", "board")

@@ -169,7 +169,31 @@ class GPU(models.Model):
     def __str__(self) -> str:
         return f"{self.host.name}/{self.pci_address} ({self.model})"
 
+    LOCKED_WHILE_IN_USE = ("mode", "current_profile", "model", "host")
+
+    def changes_blocked_by_desktops(self) -> list[str]:
+        """Fields changed (against the stored row) that may not change while desktops hold instances."""
+        if not self.pk:
+            return []
+        stored = (
+            GPU.objects.filter(pk=self.pk).values("instances_used", "mode", "current_profile", "model", "host").first()
+        )
+        if not stored or not stored["instances_used"]:
+            return []
+        current = {
+            "mode": self.mode,
+            "current_profile": self.current_profile_id,
+            "model": self.model,
+            "host": self.host_id,
+        }
+        return [name for name in self.LOCKED_WHILE_IN_USE if stored[name] != current[name]]
+
     def clean(self):
+        blocked = self.changes_blocked_by_desktops()
+        if blocked:
+            raise ValidationError(
+                f"Desktops hold instances on this GPU; release them before changing {', '.join(blocked)}."
+            )
         if self.mode != GPUMode.VGPU and self.current_profile_id:
             raise ValidationError({"current_profile": f"A GPU in {self.mode} mode cannot run a vGPU profile."})
         if self.current_profile_id and self.current_profile.board != self.model:

@@ -23,7 +23,11 @@ app.conf.beat_schedule = {
         "task": "inventory.tasks.sample_all_hosts",
         "schedule": float(settings.PORTAL_SAMPLE_INTERVAL_S),
     },
-    "publish-fleet-utilization": {"task": "inventory.tasks.publish_fleet_utilization", "schedule": 2.0},
+    "publish-fleet-utilization": {
+        "task": "inventory.tasks.publish_fleet_utilization",
+        "schedule": 2.0,
+        "options": {"expires": 2.0},  # a late one is worthless: the next is due
+    },
     "rollup-utilization": {"task": "inventory.tasks.rollup_utilization", "schedule": 60.0},
     "checkpoint-audit": {"task": "audit.tasks.checkpoint_audit", "schedule": 600.0},
     "prune-utilization": {"task": "inventory.tasks.prune_utilization", "schedule": 3600.0},

@@ -95,8 +95,14 @@ ASGI_APPLICATION = "portal.asgi.application"
 DATABASES = {"default": env_database("DATABASE_URL", f"sqlite:///{VAR_DIR / 'portal.sqlite3'}")}
 DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 0, minimum=0)
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    # Concurrent readers and one writer without "database is locked" on a first run.
-    DATABASES["default"]["OPTIONS"] = {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"}
+    # Web, workers and beat are separate processes on a first run: transactions take SQLite's write lock
+    # when they begin (IMMEDIATE), so a read-then-write transaction waits (timeout) instead of failing
+    # with "database is locked" when another process committed in between; WAL keeps readers going.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL;",
+        "transaction_mode": "IMMEDIATE",
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis, Celery, Channels -----------------------------------------------------

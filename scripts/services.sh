@@ -13,8 +13,11 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 VAR="$ROOT/var"
 PG_PORT="${PORTAL_PG_PORT:-54329}"
 REDIS_PORT="${PORTAL_REDIS_PORT:-6390}"
-PGDATA="$VAR/pgdata"
-PG_SOCK="$VAR/pgsock"
+# PostgreSQL runs as the postgres user, which may not traverse the checkout (a clone under /root is
+# mode 0700): its data and socket live under /var/tmp, one directory per port.
+PG_HOME="${PORTAL_PG_HOME:-/var/tmp/portal-pg-$PG_PORT}"
+PGDATA="$PG_HOME/data"
+PG_SOCK="$PG_HOME/sock"
 log() { echo "[services] $*" >&2; }
 
 apt_install() {
@@ -39,8 +42,8 @@ pg_bin() {
 start_postgres() {
     apt_install postgresql
     local bin; bin=$(pg_bin)
-    mkdir -p "$VAR" "$PG_SOCK"
-    chown postgres:postgres "$PG_SOCK"
+    mkdir -p "$VAR" "$PG_HOME" "$PG_SOCK"
+    chown postgres:postgres "$PG_HOME" "$PG_SOCK"
     if [ ! -s "$PGDATA/PG_VERSION" ]; then
         log "initdb $PGDATA"
         mkdir -p "$PGDATA" && chown postgres:postgres "$PGDATA"

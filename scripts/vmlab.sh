@@ -10,7 +10,9 @@
 # standard guests hang under it. Exits non-zero (with the reason) when the lab cannot run here.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-PAYLOAD="${LAB_PAYLOAD_DIR:-$ROOT/var/lab/payload}"
+# QEMU runs as libvirt-qemu, which may not traverse the checkout (a clone under /root is mode 0700):
+# the guest lives under /var/lib, and var/lab/payload in the checkout links to it.
+PAYLOAD="${LAB_PAYLOAD_DIR:-/var/lib/portal-lab/payload}"
 PY="${PY:-$ROOT/.venv/bin/python}"
 PKGS=(libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x86)
 BANNER="LAB-GUEST-READY"
@@ -121,6 +123,8 @@ case "${1:-start}" in
         install_packages
         prepare_host
         build_payload
+        mkdir -p "$ROOT/var/lab"
+        [ -e "$ROOT/var/lab/payload" ] || ln -s "$PAYLOAD" "$ROOT/var/lab/payload"
         start_daemon virtlogd
         start_daemon libvirtd
         wait_ready

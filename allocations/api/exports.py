@@ -24,7 +24,7 @@ from audit import services as audit
 from audit.exports import neutralise
 from audit.models import ExportJob
 from portal.api import RolePermission
-from portal.errors import PortalError
+from portal.errors import Conflict, NotFound, PortalError
 
 EVERYONE = ("platform-admin", "auditor", "tenant-member")
 OPERATORS = ("platform-admin", "auditor")
@@ -129,9 +129,13 @@ class ExportJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     def download(self, request, pk=None):
         job = self.get_object()
         if job.status != ExportJob.Status.DONE:
-            raise PortalError(f"This export is {job.status}; download it once it is done.")
+            raise Conflict(f"This export is {job.status}; download it once it is done.")
+        try:
+            handle = open(job.path, "rb")
+        except FileNotFoundError:
+            raise NotFound("The export's file is gone from the server; ask for the export again.") from None
         audit_download(request.user, job)
-        return FileResponse(open(job.path, "rb"), as_attachment=True, filename=job.filename)
+        return FileResponse(handle, as_attachment=True, filename=job.filename)
 
 
 def audit_download(user, job: ExportJob) -> None:

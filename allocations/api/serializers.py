@@ -165,6 +165,15 @@ class DesktopSerializer(serializers.ModelSerializer):
     def get_host_name(self, obj) -> str | None:
         return obj.host.name if obj.host_id else None
 
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        request = self.context.get("request")
+        if request is None or not sees_everything(request.user):
+            # Hosts and GPUs are the operators' business (README): end users see their desktop, not where.
+            for key in ("host_name", "gpu_uuids", "domain_name"):
+                data.pop(key, None)
+        return data
+
     def get_gpu_uuids(self, obj) -> list[str]:
         return [g.uuid or g.pci_address for g in obj.gpus.all()]
 

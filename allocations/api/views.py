@@ -29,7 +29,7 @@ from allocations.api.serializers import (
 from allocations.choices import Role
 from allocations.models import Desktop, DesktopTemplate, Membership, Quota, QuotaRequest, Tenant
 from allocations.services import lifecycle, quotas, templates, tenants
-from allocations.services.access import roles_of
+from allocations.services.access import get_desktop_for, roles_of
 from allocations.services.request import request_desktop, resolve_tenant
 from portal.api import RolePermission, ServiceWriteMixin
 
@@ -171,17 +171,17 @@ class DesktopViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             name=form.validated_data.get("name", ""),
             tenant_id=form.validated_data.get("tenant"),
         )
-        return Response(DesktopSerializer(desktop).data, status=201)
+        return Response(DesktopSerializer(desktop, context={"request": request}).data, status=201)
 
     def _own(self, pk) -> Desktop:
-        """Actions act on the caller's own desktops (admins: any)."""
-        return self.get_object()
+        """Actions act on the caller's own desktops (platform admins: any)."""
+        return get_desktop_for(self.request.user, pk, acting=True)
 
     @extend_schema(request=None, responses=DesktopSerializer)
     @action(detail=True, methods=["post"])
     def release(self, request, pk=None):
         desktop = lifecycle.release_desktop(self._own(pk), actor=request.user)
-        return Response(DesktopSerializer(self.get_queryset().get(pk=desktop.pk)).data)
+        return Response(DesktopSerializer(self.get_queryset().get(pk=desktop.pk), context={"request": request}).data)
 
     @extend_schema(request=DesktopExtendSerializer, responses=DesktopSerializer)
     @action(detail=True, methods=["post"])
@@ -189,13 +189,13 @@ class DesktopViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         form = DesktopExtendSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         desktop = lifecycle.extend_desktop(self._own(pk), form.validated_data["hours"], actor=request.user)
-        return Response(DesktopSerializer(self.get_queryset().get(pk=desktop.pk)).data)
+        return Response(DesktopSerializer(self.get_queryset().get(pk=desktop.pk), context={"request": request}).data)
 
     @extend_schema(request=None, responses=DesktopSerializer)
     @action(detail=True, methods=["post"])
     def reboot(self, request, pk=None):
         desktop = lifecycle.reboot_desktop(self._own(pk), actor=request.user)
-        return Response(DesktopSerializer(self.get_queryset().get(pk=desktop.pk)).data)
+        return Response(DesktopSerializer(self.get_queryset().get(pk=desktop.pk), context={"request": request}).data)
 
 
 class QuotaRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):

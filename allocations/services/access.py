@@ -55,13 +55,26 @@ def roles_of(user) -> Roles:
     return roles
 
 
-def forget_roles(user) -> None:
-    """Drop the cached roles after the user's memberships changed."""
-    if hasattr(user, "_portal_roles"):
-        del user._portal_roles
-
-
 def sees_everything(user) -> bool:
     """Platform admins and auditors read across all tenants."""
     roles = roles_of(user)
     return roles.platform_admin or roles.auditor
+
+
+def get_desktop_for(user, pk, *, acting: bool = False):
+    """The desktop ``pk`` as ``user`` may see it (operators: any; others: their own), or NotFound for
+    missing rows and rows that are not theirs alike. ``acting=True`` (release, extend, reboot): only
+    the owner or a platform admin; an auditor who is also a tenant member acts on their own only."""
+    from allocations.models import Desktop
+    from portal.errors import NotFound
+
+    desktop = (
+        Desktop.objects.visible_to(user).select_related("profile", "template", "host", "tenant").filter(pk=pk).first()
+    )
+    if desktop is None or (acting and desktop.owner_id != user.pk and not roles_of(user).platform_admin):
+        raise NotFound("No such desktop (it does not exist or it is not yours).")
+    return desktop
+
+
+def may_act_on(user, desktop) -> bool:
+    return desktop.owner_id == user.pk or roles_of(user).platform_admin

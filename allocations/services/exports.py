@@ -6,11 +6,14 @@ the history of their own desktops only. Every export is itself an audit event.
 
 from __future__ import annotations
 
+import os
+from datetime import datetime, time
 from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
 
 from allocations.models import Desktop
 from allocations.services.access import roles_of, sees_everything
@@ -23,6 +26,16 @@ from audit.models import AuditEvent, ExportJob
 from portal.errors import Forbidden, PortalError
 
 KINDS = ("audit-events", "allocations")
+
+
+def _date_start(text: str):
+    try:
+        day = parse_date(text)
+    except ValueError:
+        return None
+    if day is None:
+        return None
+    return timezone.make_aware(datetime.combine(day, time.min))
 
 
 def _filters(params) -> dict:
@@ -56,11 +69,22 @@ def build_export(user, kind: str, fmt: str, params: dict) -> Export:
         ):
             if key in filters:
                 desktops = desktops.filter(**{lookup: filters[key]})
-        if "since" in filters:
-            desktops = desktops.filter(requested_at__gte=filters["since"])
-        if "until" in filters:
-            desktops = desktops.filter(requested_at__lt=filters["until"])
-        return Export(fmt, ALLOCATION_COLUMNS, allocation_rows(desktops), kind="allocations", filters=filters)
+        for key, lookup in (("since", "requested_at__gte"), ("until", "requested_at__lt")):
+            if key in filters:
+                when = parse_datetime(str(filters[key])) or _date_start(str(filters[key]))
+                if when is None:
+                    raise PortalError(f"{key} must be an ISO date or date-time, e.g. 2026-11-01 or 2026-11-01T08:00Z.")
+                desktops = desktops.filter(**{lookup: when})
+        columns = (
+            ALLOCATION_COLUMNS
+            if sees_everything(user)
+            else [
+                c
+                for c in ALLOCATION_COLUMNS
+                if c not in ("host", "gpu_uuids")  # hosts are the operators' business
+            ]
+        )
+        return Export(fmt, columns, allocation_rows(desktops), kind="allocations", filters=filters)
     raise PortalError(f"kind must be one of {', '.join(KINDS)}")
 
 
@@ -96,19 +120,21 @@ def run_export(job_id: int) -> ExportJob:
     """Write the export to var/exports/ and keep its manifest on the job."""
     from django.contrib.auth import get_user_model
 
+    # Claim the job: a redelivered task (or a second worker) finds it RUNNING and leaves it alone.
+    if not ExportJob.objects.filter(pk=job_id, status=ExportJob.Status.PENDING).update(status=ExportJob.Status.RUNNING):
+        return ExportJob.objects.get(pk=job_id)
     job = ExportJob.objects.get(pk=job_id)
-    if job.status not in (ExportJob.Status.PENDING, ExportJob.Status.RUNNING):
-        return job
-    ExportJob.objects.filter(pk=job.pk).update(status=ExportJob.Status.RUNNING)
     user = get_user_model().objects.get(pk=job.requested_by_id)
     directory = Path(settings.VAR_DIR) / "exports"
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / job.filename
+    partial = path.with_suffix(path.suffix + ".part")
     try:
         export = build_export(user, job.kind, job.fmt, job.filters)
-        with open(path, "wb") as handle:
+        with open(partial, "wb") as handle:
             for chunk in export:
                 handle.write(chunk)
+        os.replace(partial, path)  # a download never sees half a file
     except Exception as exc:  # noqa: BLE001 - the job records why it failed, for the person who asked
         ExportJob.objects.filter(pk=job.pk).update(
             status=ExportJob.Status.FAILED, error=str(exc)[:500], finished_at=timezone.now()

@@ -9,7 +9,7 @@ from django.db.models import Count, Sum
 from django.utils import timezone
 
 from allocations.choices import QuotaRequestStatus
-from allocations.exceptions import InvalidTransition, QuotaExceeded
+from allocations.exceptions import InvalidTransition, NotAllowed, QuotaExceeded
 from allocations.models import Desktop, Quota, QuotaRequest, Tenant
 from audit import services as audit
 from portal.errors import PortalError
@@ -72,6 +72,8 @@ REQUESTABLE = ("max_desktops", "max_framebuffer_mib", "max_desktop_hours")
 
 def request_quota_increase(*, actor, tenant: Tenant, changes: dict, reason: str) -> QuotaRequest:
     """A member asks for higher limits. Each asked-for value must exceed the current one."""
+    if not tenant.is_active:
+        raise NotAllowed(f"{tenant.name} is inactive: it keeps its history but gets nothing new.")
     quota = tenant.quota
     asked = {k: v for k, v in changes.items() if k in REQUESTABLE and v is not None}
     if not asked:

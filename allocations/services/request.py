@@ -35,12 +35,16 @@ def resolve_tenant(actor, tenant_id: int | None) -> Tenant:
     if tenant_id is not None:
         if tenant_id not in tenant_ids:
             raise NotFound("No such tenant among yours.")
-        return Tenant.objects.get(pk=tenant_id)
-    if not tenant_ids:
+        tenant = Tenant.objects.get(pk=tenant_id)
+    elif not tenant_ids:
         raise NotAllowed("Only members of a tenant can request desktops.")
-    if len(tenant_ids) > 1:
+    elif len(tenant_ids) > 1:
         raise PortalError("You belong to several tenants: say which one (tenant).")
-    return Tenant.objects.get(pk=next(iter(tenant_ids)))
+    else:
+        tenant = Tenant.objects.get(pk=next(iter(tenant_ids)))
+    if not tenant.is_active:
+        raise NotAllowed(f"{tenant.name} is inactive: it keeps its history but gets nothing new.")
+    return tenant
 
 
 def _candidates(template: DesktopTemplate) -> list[placement.HostState]:

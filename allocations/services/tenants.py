@@ -34,30 +34,32 @@ def _limits(quota: Quota) -> dict[str, int]:
 
 def update_quota(quota: Quota, changes: dict, *, actor) -> Quota:
     """Change a tenant's limits. ``profile_limits`` (a list of {profile, max_instances}),
-    when given, replaces the per-profile caps as a whole."""
+    when given, replaces the per-profile caps as a whole. Rows are written before the audit
+    events (the audit chain's head lock is taken last, see inventory.services.sync)."""
     profile_limits = changes.pop("profile_limits", None)
     with transaction.atomic():
+        quota = Quota.objects.select_for_update().select_related("tenant").get(pk=quota.pk)
         before_limits = _limits(quota)
-        quota = update_object(quota, changes, actor=actor, tenant=quota.tenant)
         if profile_limits is not None:
             quota.profile_limits.all().delete()
             ProfileQuota.objects.bulk_create(
                 ProfileQuota(quota=quota, profile=item["profile"], max_instances=item["max_instances"])
                 for item in profile_limits
             )
-            after_limits = _limits(quota)
-            if after_limits != before_limits:
-                audit.record(
-                    "quota.profile_limits_updated",
-                    actor=actor,
-                    object_type="allocations.quota",
-                    object_id=quota.pk,
-                    object_repr=str(quota),
-                    tenant_id=quota.tenant_id,
-                    tenant_name=quota.tenant.name,
-                    before={"profile_limits": before_limits},
-                    after={"profile_limits": after_limits},
-                )
+        quota = update_object(quota, changes, actor=actor, tenant=quota.tenant)
+        after_limits = _limits(quota)
+        if after_limits != before_limits:
+            audit.record(
+                "quota.profile_limits_updated",
+                actor=actor,
+                object_type="allocations.quota",
+                object_id=quota.pk,
+                object_repr=str(quota),
+                tenant_id=quota.tenant_id,
+                tenant_name=quota.tenant.name,
+                before={"profile_limits": before_limits},
+                after={"profile_limits": after_limits},
+            )
     return quota
 
 

@@ -375,7 +375,7 @@ def test_stuck_desktops_are_swept(lab, tenant_member, a40_template, run_tasks, s
     lifecycle.transition(stuck.pk, DesktopStatus.PROVISIONING)
     Desktop.objects.filter(pk=stuck.pk).update(status_changed_at=timezone.now() - timedelta(hours=1))
     with run_tasks():
-        assert tasks.sweep_stuck.apply().get() == {"requeued": 0, "abandoned": 1}
+        assert tasks.sweep_stuck.apply().get() == {"requeued": 0, "abandoned": 1, "host_lost": 0}
     stuck.refresh_from_db()
     assert stuck.status == DesktopStatus.FAILED and "did not finish within" in stuck.status_reason
 
@@ -398,3 +398,26 @@ def test_member_of_two_tenants_must_choose(lab, tenant, other_tenant, a40_templa
     with pytest.raises(PortalError, match="several tenants"):
         ask(user, a40_template)
     assert ask(user, a40_template, tenant_id=tenant.pk).tenant == tenant
+
+
+def test_desktops_stuck_on_an_offline_host_fail_and_free_their_capacity(lab, tenant_member, a40_template):
+    host = lab()
+    desktop = ask(tenant_member, a40_template)  # no worker picks it up: the host went silent
+    Host.objects.filter(pk=host.pk).update(state="offline")
+    Desktop.objects.filter(pk=desktop.pk).update(status_changed_at=timezone.now() - timedelta(hours=1))
+    assert tasks.sweep_stuck.apply().get() == {"requeued": 0, "abandoned": 0, "host_lost": 1}
+    desktop.refresh_from_db()
+    assert (desktop.status, desktop.end_reason, desktop.holds_capacity) == ("failed", "host-lost", False)
+    assert "lab-a40 is offline" in desktop.status_reason
+    assert GPU.objects.filter(host=host, instances_used__gt=0).count() == 0
+
+
+def test_a_requested_desktop_is_requeued_once_per_cutoff(lab, tenant_member, a40_template, monkeypatch):
+    lab()
+    desktop = ask(tenant_member, a40_template)
+    Desktop.objects.filter(pk=desktop.pk).update(status_changed_at=timezone.now() - timedelta(hours=1))
+    sent = []
+    monkeypatch.setattr(tasks.provision, "apply_async", lambda args, queue: sent.append(args))
+    assert tasks.sweep_stuck.apply().get()["requeued"] == 1
+    assert tasks.sweep_stuck.apply().get()["requeued"] == 0
+    assert sent == [[desktop.pk]]

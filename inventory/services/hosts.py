@@ -36,20 +36,21 @@ def update_gpu(gpu: GPU, changes: dict, *, actor) -> GPU:
     """Mode and profile follow what runs on the board: they cannot change under running desktops."""
     with transaction.atomic():
         locked = GPU.objects.select_for_update().get(pk=gpu.pk)
-        moving = [
-            name
-            for name in ("mode", "current_profile", "model")
-            if name in changes and changes[name] != getattr(locked, name)
-        ]
-        if moving and locked.instances_used:
+        for name, value in changes.items():
+            setattr(locked, name, value)
+        blocked = locked.changes_blocked_by_desktops()  # the same rule the model's clean() applies
+        if blocked:
             raise Conflict(
                 f"{locked} has {locked.instances_used} desktop instance(s) in use; release them before changing "
-                f"{', '.join(moving)}."
+                f"{', '.join(blocked)}."
             )
         return update_object(locked, changes, actor=actor)
 
 
 def delete_gpu(gpu: GPU, *, actor) -> None:
+    """Refused while desktops hold instances on it; a GPU that vanished is marked by sync, not deleted."""
+    if gpu.instances_used:
+        raise Conflict(f"{gpu} has {gpu.instances_used} desktop instance(s) in use; release them first.")
     delete_object(gpu, actor=actor)
 
 

@@ -79,6 +79,9 @@ def _gpu_fields(gpu, sample: HostTelemetry, profiles_by_name: dict) -> dict:
 @transaction.atomic
 def _apply(host_id: int, discovery: Discovery, sample: HostTelemetry, actor) -> SyncReport:
     host = Host.objects.select_for_update().get(pk=host_id)
+    # Audit events are written last: the audit chain's head is one locked row, so taking it before
+    # the other row locks of this transaction could deadlock with a writer holding those rows.
+    events: list[dict] = []
     report = SyncReport(host=host.name, gpus=len(discovery.gpus), mdevs=len(discovery.mdevs))
     report.telemetry_status = sample.status
     profiles = {p.name: p for p in VGPUProfile.objects.all()}
@@ -97,13 +100,15 @@ def _apply(host_id: int, discovery: Discovery, sample: HostTelemetry, actor) -> 
             row.full_clean(exclude=["uuid"] if not row.uuid else None)
             row.save()
             report.discovered.append(gpu.pci_address)
-            audit.record(
-                "gpu.discovered",
-                actor=actor,
-                object_type="inventory.gpu",
-                object_id=row.pk,
-                object_repr=str(row),
-                after=audit.snapshot(row),
+            events.append(
+                dict(
+                    verb="gpu.discovered",
+                    actor=actor,
+                    object_type="inventory.gpu",
+                    object_id=row.pk,
+                    object_repr=str(row),
+                    after=audit.snapshot(row),
+                )
             )
         else:
             before = audit.snapshot(row)
@@ -118,17 +123,19 @@ def _apply(host_id: int, discovery: Discovery, sample: HostTelemetry, actor) -> 
                 verb = "gpu.reappeared" if gpu.pci_address in report.reappeared else "gpu.updated_by_sync"
                 if verb == "gpu.updated_by_sync":
                     report.updated.append(gpu.pci_address)
-                audit.record(
-                    verb,
-                    actor=actor,
-                    object_type="inventory.gpu",
-                    object_id=row.pk,
-                    object_repr=str(row),
-                    before={k: v for k, v in before.items() if after.get(k) != v},
-                    after={k: v for k, v in after.items() if before.get(k) != v},
+                events.append(
+                    dict(
+                        verb=verb,
+                        actor=actor,
+                        object_type="inventory.gpu",
+                        object_id=row.pk,
+                        object_repr=str(row),
+                        before={k: v for k, v in before.items() if after.get(k) != v},
+                        after={k: v for k, v in after.items() if before.get(k) != v},
+                    )
                 )
         _sync_types(row, gpu, profiles, report)
-        _sync_current_profile(row, gpu, mdevs_by_gpu.get(gpu.pci_address, set()), profiles, actor)
+        _sync_current_profile(row, gpu, mdevs_by_gpu.get(gpu.pci_address, set()), profiles, actor, events)
 
     seen = {g.pci_address for g in discovery.gpus}
     for pci, row in rows.items():
@@ -136,14 +143,16 @@ def _apply(host_id: int, discovery: Discovery, sample: HostTelemetry, actor) -> 
             row.present = False
             row.save(update_fields=["present", "updated_at"])
             report.vanished.append(pci)
-            audit.record(
-                "gpu.vanished",
-                actor=actor,
-                object_type="inventory.gpu",
-                object_id=row.pk,
-                object_repr=str(row),
-                before={"present": True},
-                after={"present": False},
+            events.append(
+                dict(
+                    verb="gpu.vanished",
+                    actor=actor,
+                    object_type="inventory.gpu",
+                    object_id=row.pk,
+                    object_repr=str(row),
+                    before={"present": True},
+                    after={"present": False},
+                )
             )
 
     host.cpu_cores = discovery.info.cpu_cores
@@ -154,16 +163,21 @@ def _apply(host_id: int, discovery: Discovery, sample: HostTelemetry, actor) -> 
     host.telemetry_status = "" if sample.status == OK else sample.status[:200]
     if host.state == HostState.OFFLINE:
         host.state = HostState.ONLINE  # reachable again; maintenance stays as the admin set it
-        audit.record(
-            "host.online",
-            actor=actor,
-            object_type="inventory.host",
-            object_id=host.pk,
-            object_repr=host.name,
-            before={"state": HostState.OFFLINE},
-            after={"state": HostState.ONLINE},
+        events.append(
+            dict(
+                verb="host.online",
+                actor=actor,
+                object_type="inventory.host",
+                object_id=host.pk,
+                object_repr=host.name,
+                before={"state": HostState.OFFLINE},
+                after={"state": HostState.ONLINE},
+            )
         )
     host.save()
+    for event in events:
+        verb = event.pop("verb")
+        audit.record(verb, **event)
     return report
 
 
@@ -187,22 +201,30 @@ def _sync_types(row: GPU, gpu, profiles: dict, report: SyncReport) -> None:
         GPUMdevType.objects.filter(pk__in=[t.pk for t in existing.values()]).delete()
 
 
-def _sync_current_profile(row: GPU, gpu, type_ids_in_use: set[str], profiles: dict, actor) -> None:
-    """A GPU that hosts vGPU instances runs their profile; the host's word is final here."""
-    if not type_ids_in_use or row.mode != GPUMode.VGPU:
+def _sync_current_profile(row: GPU, gpu, type_ids_in_use: set[str], profiles: dict, actor, events: list) -> None:
+    """Keep the profile a board runs in line with the host, without touching claims: while desktops
+    hold instances on it (``instances_used``) the scheduler's profile stands. A free board that holds
+    vGPU instances (e.g. left by a failed teardown) runs their type until they are removed; a free
+    board that holds none runs nothing, so it may take any type again."""
+    if row.mode != GPUMode.VGPU or row.instances_used:
         return
-    names = {t.type_id: t.profile_name for t in gpu.mdev_types}
-    profile = profiles.get(names.get(sorted(type_ids_in_use)[0], ""))
-    if profile is not None and row.current_profile_id != profile.pk:
-        before = row.current_profile.name if row.current_profile_id else None
-        row.current_profile = profile
-        row.save(update_fields=["current_profile", "updated_at"])
-        audit.record(
-            "gpu.profile_observed",
+    profile = None
+    if type_ids_in_use:
+        names = {t.type_id: t.profile_name for t in gpu.mdev_types}
+        profile = profiles.get(names.get(sorted(type_ids_in_use)[0], ""))
+    if row.current_profile_id == (profile.pk if profile else None):
+        return
+    before = row.current_profile.name if row.current_profile_id else None
+    row.current_profile = profile
+    row.save(update_fields=["current_profile", "updated_at"])
+    events.append(
+        dict(
+            verb="gpu.profile_observed",
             actor=actor,
             object_type="inventory.gpu",
             object_id=row.pk,
             object_repr=str(row),
             before={"current_profile": before},
-            after={"current_profile": profile.name},
+            after={"current_profile": profile.name if profile else None},
         )
+    )
