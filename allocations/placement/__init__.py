@@ -1,5 +1,10 @@
 """Choosing a host and GPU(s) for a desktop. Plain data in, a decision out; no ORM.
 
+This module is what the request service calls today (best fit, below). ``engine`` holds the
+trace-validated policies (first-fit, best-fit, random, fgd, ours) and ``replay`` the openb
+trace protocol (``manage.py replay_trace``); wiring the request service to ``engine`` is the
+next step (issue 5).
+
 The request service loads candidates, asks ``place()``, then claims the choice
 with conditional updates and retries with fresh candidates if another request
 won the race. Rules enforced here (and again, atomically, by the claim):
