@@ -225,27 +225,22 @@ class QuotaRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
         if not roles_of(request.user).platform_admin:
             raise PermissionDenied("Only a platform admin may decide quota requests.")
 
-    @extend_schema(request=DecisionSerializer, responses=QuotaIncreaseSerializer)
-    @action(detail=True, methods=["post"])
-    def approve(self, request, pk=None):
+    def _decide(self, request, service):
         self._admin_only(request)
         form = DecisionSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        decided = quotas.approve_quota_request(
-            self.get_object().pk, actor=request.user, reason=form.validated_data.get("reason", "")
-        )
+        decided = service(self.get_object().pk, actor=request.user, reason=form.validated_data.get("reason", ""))
         return Response(QuotaIncreaseSerializer(decided).data)
 
     @extend_schema(request=DecisionSerializer, responses=QuotaIncreaseSerializer)
     @action(detail=True, methods=["post"])
+    def approve(self, request, pk=None):
+        return self._decide(request, quotas.approve_quota_request)
+
+    @extend_schema(request=DecisionSerializer, responses=QuotaIncreaseSerializer)
+    @action(detail=True, methods=["post"])
     def reject(self, request, pk=None):
-        self._admin_only(request)
-        form = DecisionSerializer(data=request.data)
-        form.is_valid(raise_exception=True)
-        decided = quotas.reject_quota_request(
-            self.get_object().pk, actor=request.user, reason=form.validated_data.get("reason", "")
-        )
-        return Response(QuotaIncreaseSerializer(decided).data)
+        return self._decide(request, quotas.reject_quota_request)
 
     @extend_schema(request=None, responses=QuotaIncreaseSerializer)
     @action(detail=True, methods=["post"])

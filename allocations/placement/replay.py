@@ -160,6 +160,45 @@ def summarize(results: list[dict], model: str) -> dict:
     return mean
 
 
+def run(
+    nodes: str,
+    pods_path: str,
+    *,
+    policy: str = "ours",
+    model: str = "fractional",
+    seeds: str = "42-51",
+    out_path: Optional[str] = None,
+    limit: Optional[int] = None,
+) -> dict:
+    """Replay every seed; per-seed lines go to stderr, the summary is printed last and returned."""
+    pods = load_pods(pods_path)
+    typical = engine.policy_typical(policy, [r for _, r in pods])
+    seed_list = parse_seeds(seeds)
+    out = open(out_path, "w") if out_path else None
+    results = []
+    t0 = time.time()
+    try:
+        for seed in seed_list:
+            r = run_seed(nodes, pods, policy, model, seed, typical, out, limit)
+            results.append(r)
+            print(json.dumps(r), file=sys.stderr, flush=True)
+    finally:
+        if out:
+            out.close()
+    summary = {
+        "nodes": nodes,
+        "pods": pods_path,
+        "policy": policy,
+        "model": model,
+        "seeds": seed_list,
+        "per_seed": results,
+        "mean": summarize(results, model),
+        "wall_s": round(time.time() - t0, 1),
+    }
+    print(json.dumps(summary))
+    return summary
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("nodes")
@@ -170,33 +209,15 @@ def main(argv=None):
     ap.add_argument("--out", default=None, help="placement JSONL file")
     ap.add_argument("--limit", type=int, default=None, help="only the first N arrivals (tests)")
     args = ap.parse_args(argv)
-
-    pods = load_pods(args.pods)
-    typical = engine.policy_typical(args.policy, [r for _, r in pods])
-    seeds = parse_seeds(args.seeds)
-    out = open(args.out, "w") if args.out else None
-    results = []
-    t0 = time.time()
-    try:
-        for seed in seeds:
-            r = run_seed(args.nodes, pods, args.policy, args.model, seed, typical, out, args.limit)
-            results.append(r)
-            print(json.dumps(r), file=sys.stderr, flush=True)
-    finally:
-        if out:
-            out.close()
-    summary = {
-        "nodes": args.nodes,
-        "pods": args.pods,
-        "policy": args.policy,
-        "model": args.model,
-        "seeds": seeds,
-        "per_seed": results,
-        "mean": summarize(results, args.model),
-        "wall_s": round(time.time() - t0, 1),
-    }
-    print(json.dumps(summary))
-    return summary
+    return run(
+        args.nodes,
+        args.pods,
+        policy=args.policy,
+        model=args.model,
+        seeds=args.seeds,
+        out_path=args.out,
+        limit=args.limit,
+    )
 
 
 if __name__ == "__main__":

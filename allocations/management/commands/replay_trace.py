@@ -22,12 +22,7 @@ class Command(BaseCommand):
     def handle(self, *args, nodes, pods, policy, model, seeds, out, limit, **options):
         if policy not in engine.POLICIES:
             raise CommandError(f"policy must be one of {', '.join(engine.POLICIES)}")
-        argv = [nodes, pods, "--policy", policy, "--model", model, "--seeds", seeds]
-        if out:
-            argv += ["--out", out]
-        if limit:
-            argv += ["--limit", str(limit)]
         try:
-            replay.main(argv)
+            replay.run(nodes, pods, policy=policy, model=model, seeds=seeds, out_path=out, limit=limit)
         except OSError as exc:
             raise CommandError(f"cannot read or write: {exc}") from None
