@@ -167,8 +167,8 @@ def run(
     policy: str = "ours",
     model: str = "fractional",
     seeds: str = "42-51",
-    out_path: Optional[str] = None,
-    limit: Optional[int] = None,
+    out_path: str | None = None,
+    limit: int | None = None,
 ) -> dict:
     """Replay every seed; per-seed lines go to stderr, the summary is printed last and returned."""
     pods = load_pods(pods_path)
