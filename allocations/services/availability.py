@@ -8,7 +8,7 @@ from allocations import placement
 from allocations.exceptions import QuotaExceeded
 from allocations.models import DesktopTemplate, Tenant
 from allocations.services.quotas import check_room, usage_of
-from allocations.services.request import _candidates, _request_shape
+from allocations.services.request import _candidates, _request_shape, passthrough_framebuffer
 
 
 @dataclass(frozen=True)
@@ -33,9 +33,15 @@ def offers_for(tenant: Tenant) -> list[Offer]:
             offers.append(Offer(template, False, exc.message, "quota"))
             continue
         try:
-            placement.place(_request_shape(template), _candidates(template))
+            decision = placement.place(_request_shape(template), _candidates(template))
         except placement.NoPlacement as exc:
             offers.append(Offer(template, False, exc.message, "capacity"))
             continue
+        if not template.profile_id:  # whole GPUs charge their boards' framebuffer, known once placed
+            try:
+                check_room(quota, usage, framebuffer_mib=passthrough_framebuffer(decision), profile_name=None)
+            except QuotaExceeded as exc:
+                offers.append(Offer(template, False, exc.message, "quota"))
+                continue
         offers.append(Offer(template, True))
     return offers

@@ -101,6 +101,11 @@ def _claim(template: DesktopTemplate, decision: placement.Decision) -> bool:
     return capacity.claim_whole_gpus(list(decision.gpu_ids))
 
 
+def passthrough_framebuffer(decision: placement.Decision) -> int:
+    """What whole GPUs charge to the quota: their boards' framebuffer."""
+    return sum(GPU.objects.filter(pk__in=decision.gpu_ids).values_list("framebuffer_mib", flat=True))
+
+
 class _LostRace(Exception):
     pass
 
@@ -151,9 +156,7 @@ def _request_desktop(*, actor, template_id: int, duration_hours: int, name: str 
                     if not _claim(template, decision):
                         raise _LostRace
                     if not template.profile_id:
-                        fb_per_gpu = sum(
-                            GPU.objects.filter(pk__in=decision.gpu_ids).values_list("framebuffer_mib", flat=True)
-                        )
+                        fb_per_gpu = passthrough_framebuffer(decision)
                         check_room(quota, usage, framebuffer_mib=fb_per_gpu, profile_name=None)
                     desktop = _create(actor, tenant, template, decision, duration_hours, name, fb_per_gpu)
                 break

@@ -127,3 +127,12 @@ def test_operator_pages_list_tenants_templates_and_gpu_tiles(client, lab, audito
     overview = client.get("/inventory/").content.decode()
     assert overview.count('data-gpu-id="') == 2 and "0 instances" in overview
     assert client.post("/inventory/hosts/lab-a40/state/maintenance/").status_code == 403  # auditors read only
+
+
+def test_a_passthrough_template_over_the_framebuffer_quota_is_not_offered(client, lab, tenant, tenant_member, offered):
+    lab("lab-l40s=L40Sx1:passthrough")
+    tenant.quota.max_framebuffer_mib = 16384  # a whole L40S charges 48 GiB
+    tenant.quota.save()
+    client.force_login(tenant_member)
+    page = client.get("/desktops/new/").content.decode()
+    assert "Over quota: This desktop needs 49152 MiB of GPU framebuffer" in page
