@@ -2,7 +2,7 @@ from django.contrib import admin
 
 from allocations.models import Desktop, DesktopTemplate, Membership, ProfileQuota, Quota, QuotaRequest, Tenant
 from allocations.services import tenants
-from portal.admin import AuditedAdmin, ReadOnlyInline
+from portal.admin import AuditedAdmin, ReadOnly, ReadOnlyInline
 
 
 class QuotaInline(ReadOnlyInline, admin.StackedInline):
@@ -61,7 +61,7 @@ class DesktopTemplateAdmin(AuditedAdmin):
 
 
 @admin.register(Desktop)
-class DesktopAdmin(admin.ModelAdmin):
+class DesktopAdmin(ReadOnly, admin.ModelAdmin):
     """Read-only: desktops change state only through the lifecycle services (audited)."""
 
     list_display = ("name", "tenant", "owner", "profile", "status", "host", "requested_at", "expires_at")
@@ -69,28 +69,10 @@ class DesktopAdmin(admin.ModelAdmin):
     search_fields = ("name", "owner__username", "domain_name", "mdev_uuid")
     list_select_related = ("tenant", "owner", "profile", "host")
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(QuotaRequest)
-class QuotaRequestAdmin(admin.ModelAdmin):
+class QuotaRequestAdmin(ReadOnly, admin.ModelAdmin):
     """Read-only here: approve or reject through the API or the portal, which audit the decision."""
 
     list_display = ("tenant", "requested_by", "status", "max_desktops", "max_framebuffer_mib", "created_at")
     list_filter = ("status", "tenant")
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

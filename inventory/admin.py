@@ -19,14 +19,11 @@ class HostAdmin(AuditedAdmin):
     inlines = [GPUInline]
 
 
-class GPUMdevTypeInline(admin.TabularInline):
-    model = GPUMdevType
-    extra = 0
-    can_delete = False
-    readonly_fields = ("type_id", "type_name", "profile", "available_instances", "updated_at")
+class GPUMdevTypeInline(ReadOnlyInline, admin.TabularInline):
+    """Discovered from the host, not typed in."""
 
-    def has_add_permission(self, request, obj=None):
-        return False  # discovered from the host, not typed in
+    model = GPUMdevType
+    readonly_fields = ("type_id", "type_name", "profile", "available_instances", "updated_at")
 
 
 @admin.register(GPU)

@@ -67,11 +67,8 @@ class AuditedAdmin(admin.ModelAdmin):
             self.delete_model(request, obj)
 
 
-class ReadOnlyInline:
-    """For inlines of audited admins: shown, not edited here."""
-
-    extra = 0
-    can_delete = False
+class ReadOnly:
+    """Shown in the admin, never added, changed or deleted there (for admins and inlines)."""
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -81,3 +78,10 @@ class ReadOnlyInline:
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class ReadOnlyInline(ReadOnly):
+    """For inlines of audited admins: shown, not edited here."""
+
+    extra = 0
+    can_delete = False

@@ -199,15 +199,20 @@ def run(
     return summary
 
 
+def add_arguments(parser) -> None:
+    """The replay's arguments, for this script and for ``manage.py replay_trace``."""
+    parser.add_argument("nodes")
+    parser.add_argument("pods")
+    parser.add_argument("--policy", default="ours", choices=sorted(engine.POLICIES))
+    parser.add_argument("--model", default="fractional", choices=["fractional", "vgpu"])
+    parser.add_argument("--seeds", default="42-51")
+    parser.add_argument("--out", default=None, help="placement JSONL file")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N arrivals of each seed")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("nodes")
-    ap.add_argument("pods")
-    ap.add_argument("--policy", default="ours")
-    ap.add_argument("--model", default="fractional", choices=["fractional", "vgpu"])
-    ap.add_argument("--seeds", default="42-51")
-    ap.add_argument("--out", default=None, help="placement JSONL file")
-    ap.add_argument("--limit", type=int, default=None, help="only the first N arrivals (tests)")
+    add_arguments(ap)
     args = ap.parse_args(argv)
     return run(
         args.nodes,

@@ -81,7 +81,7 @@ def _apply(host_id: int, discovery: Discovery, sample: HostTelemetry, actor) -> 
     host = Host.objects.select_for_update().get(pk=host_id)
     # Audit events are written last: the audit chain's head is one locked row, so taking it before
     # the other row locks of this transaction could deadlock with a writer holding those rows.
-    events: list[dict] = []
+    events: list[tuple] = []  # (verb, row, before, after)
     report = SyncReport(host=host.name, gpus=len(discovery.gpus), mdevs=len(discovery.mdevs))
     report.telemetry_status = sample.status
     profiles = {p.name: p for p in VGPUProfile.objects.all()}
@@ -100,16 +100,7 @@ def _apply(host_id: int, discovery: Discovery, sample: HostTelemetry, actor) -> 
             row.full_clean(exclude=["uuid"] if not row.uuid else None)
             row.save()
             report.discovered.append(gpu.pci_address)
-            events.append(
-                dict(
-                    verb="gpu.discovered",
-                    actor=actor,
-                    object_type="inventory.gpu",
-                    object_id=row.pk,
-                    object_repr=str(row),
-                    after=audit.snapshot(row),
-                )
-            )
+            events.append(("gpu.discovered", row, None, audit.snapshot(row)))
         else:
             before = audit.snapshot(row)
             for key, value in fields.items():
@@ -124,18 +115,15 @@ def _apply(host_id: int, discovery: Discovery, sample: HostTelemetry, actor) -> 
                 if verb == "gpu.updated_by_sync":
                     report.updated.append(gpu.pci_address)
                 events.append(
-                    dict(
-                        verb=verb,
-                        actor=actor,
-                        object_type="inventory.gpu",
-                        object_id=row.pk,
-                        object_repr=str(row),
-                        before={k: v for k, v in before.items() if after.get(k) != v},
-                        after={k: v for k, v in after.items() if before.get(k) != v},
+                    (
+                        verb,
+                        row,
+                        {k: v for k, v in before.items() if after.get(k) != v},
+                        {k: v for k, v in after.items() if before.get(k) != v},
                     )
                 )
         _sync_types(row, gpu, profiles, report)
-        _sync_current_profile(row, gpu, mdevs_by_gpu.get(gpu.pci_address, set()), profiles, actor, events)
+        _sync_current_profile(row, gpu, mdevs_by_gpu.get(gpu.pci_address, set()), profiles, events)
 
     seen = {g.pci_address for g in discovery.gpus}
     for pci, row in rows.items():
@@ -143,17 +131,7 @@ def _apply(host_id: int, discovery: Discovery, sample: HostTelemetry, actor) -> 
             row.present = False
             row.save(update_fields=["present", "updated_at"])
             report.vanished.append(pci)
-            events.append(
-                dict(
-                    verb="gpu.vanished",
-                    actor=actor,
-                    object_type="inventory.gpu",
-                    object_id=row.pk,
-                    object_repr=str(row),
-                    before={"present": True},
-                    after={"present": False},
-                )
-            )
+            events.append(("gpu.vanished", row, {"present": True}, {"present": False}))
 
     host.cpu_cores = discovery.info.cpu_cores
     host.memory_mib = discovery.info.memory_mib
@@ -163,21 +141,18 @@ def _apply(host_id: int, discovery: Discovery, sample: HostTelemetry, actor) -> 
     host.telemetry_status = "" if sample.status == OK else sample.status[:200]
     if host.state == HostState.OFFLINE:
         host.state = HostState.ONLINE  # reachable again; maintenance stays as the admin set it
-        events.append(
-            dict(
-                verb="host.online",
-                actor=actor,
-                object_type="inventory.host",
-                object_id=host.pk,
-                object_repr=host.name,
-                before={"state": HostState.OFFLINE},
-                after={"state": HostState.ONLINE},
-            )
-        )
+        events.append(("host.online", host, {"state": HostState.OFFLINE}, {"state": HostState.ONLINE}))
     host.save()
-    for event in events:
-        verb = event.pop("verb")
-        audit.record(verb, **event)
+    for verb, obj, before, after in events:
+        audit.record(
+            verb,
+            actor=actor,
+            object_type=obj._meta.label_lower,
+            object_id=obj.pk,
+            object_repr=str(obj),
+            before=before,
+            after=after,
+        )
     return report
 
 
@@ -201,7 +176,7 @@ def _sync_types(row: GPU, gpu, profiles: dict, report: SyncReport) -> None:
         GPUMdevType.objects.filter(pk__in=[t.pk for t in existing.values()]).delete()
 
 
-def _sync_current_profile(row: GPU, gpu, type_ids_in_use: set[str], profiles: dict, actor, events: list) -> None:
+def _sync_current_profile(row: GPU, gpu, type_ids_in_use: set[str], profiles: dict, events: list) -> None:
     """Keep the profile a board runs in line with the host, without touching claims: while desktops
     hold instances on it (``instances_used``) the scheduler's profile stands. A free board that holds
     vGPU instances (e.g. left by a failed teardown) runs their type until they are removed; a free
@@ -218,13 +193,10 @@ def _sync_current_profile(row: GPU, gpu, type_ids_in_use: set[str], profiles: di
     row.current_profile = profile
     row.save(update_fields=["current_profile", "updated_at"])
     events.append(
-        dict(
-            verb="gpu.profile_observed",
-            actor=actor,
-            object_type="inventory.gpu",
-            object_id=row.pk,
-            object_repr=str(row),
-            before={"current_profile": before},
-            after={"current_profile": profile.name if profile else None},
+        (
+            "gpu.profile_observed",
+            row,
+            {"current_profile": before},
+            {"current_profile": profile.name if profile else None},
         )
     )

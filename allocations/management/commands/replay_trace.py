@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from allocations.placement import engine, replay
+from allocations.placement import replay
 
 
 class Command(BaseCommand):
@@ -11,17 +11,9 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("nodes")
-        parser.add_argument("pods")
-        parser.add_argument("--policy", default="ours")
-        parser.add_argument("--model", default="fractional", choices=["fractional", "vgpu"])
-        parser.add_argument("--seeds", default="42-51")
-        parser.add_argument("--out", default=None, help="placement JSONL file")
-        parser.add_argument("--limit", type=int, default=None, help="only the first N arrivals of each seed")
+        replay.add_arguments(parser)
 
     def handle(self, *args, nodes, pods, policy, model, seeds, out, limit, **options):
-        if policy not in engine.POLICIES:
-            raise CommandError(f"policy must be one of {', '.join(engine.POLICIES)}")
         try:
             replay.run(nodes, pods, policy=policy, model=model, seeds=seeds, out_path=out, limit=limit)
         except OSError as exc:
