@@ -65,24 +65,92 @@ DEFAULT_FRAMEBUFFER_GIB = 16
 DEFAULT_PROFILE_SIZES_GIB = (1, 2, 4, 8, 16)
 
 
-def board_ladder(model: str) -> tuple[int, tuple[int, ...]]:
-    return (
-        FRAMEBUFFER_GIB.get(model, DEFAULT_FRAMEBUFFER_GIB),
-        PROFILE_SIZES_GIB.get(model, DEFAULT_PROFILE_SIZES_GIB),
-    )
+# GPU slot codes in the vgpu model (a positive code is the key of the profile the GPU runs).
+EMPTY = 0  # empty, may start any profile or be taken whole (the trace's vgpu model; "flexible" GPUs)
+EMPTY_VGPU = -1  # empty, vGPU only (a GPU in vGPU mode)
+FREE_WHOLE = -2  # free, whole only (a GPU in passthrough mode)
+WHOLE = -3  # taken whole by one request
+SHARE_EMPTY = (EMPTY, EMPTY_VGPU)  # may start a profile
+WHOLE_FREE = (EMPTY, FREE_WHOLE)  # may be taken whole
+HOME = {"any": EMPTY, "vgpu": EMPTY_VGPU, "whole": FREE_WHOLE}
+
+
+@dataclass(frozen=True)
+class ProfileSpec:
+    """One vGPU profile of a board: ``key`` > 0 identifies it on the board (equal-size mode: a GPU
+    runs one key at a time), ``size`` is its framebuffer in the ladder's unit."""
+
+    key: int
+    name: str
+    size: int
+    max_instances: int
+    series: str = "Q"
+
+
+class Ladder:
+    """The profiles one board model offers, and which of them a request gets: the smallest profile
+    of the request's series whose framebuffer is at least the requested share of the board (or at
+    least an absolute framebuffer, for requests that name one)."""
+
+    def __init__(self, model: str, framebuffer: int, profiles: Iterable[ProfileSpec]):
+        self.model = model
+        self.fb = framebuffer
+        profiles = list(profiles)
+        if any(p.key <= 0 for p in profiles) or len({p.key for p in profiles}) != len(profiles):
+            raise ValueError(f"{model}: profile keys must be distinct and positive")
+        self.size = {p.key: p.size for p in profiles}
+        self.maxi = {p.key: p.max_instances for p in profiles}
+        self.name = {p.key: p.name for p in profiles}
+        self.by_series: dict[str, list[tuple[int, int]]] = {}
+        for p in profiles:
+            self.by_series.setdefault(p.series, []).append((p.size, p.key))
+        for lst in self.by_series.values():
+            lst.sort()
+        self._choice: dict = {}
+
+    def choose(self, gpu_milli: int, series: str = "Q", framebuffer: int = 0) -> int | None:
+        """Key of the profile a share request gets on this board, None when the series has none big enough."""
+        ck = (gpu_milli, series, framebuffer)
+        if ck in self._choice:
+            return self._choice[ck]
+        out = None
+        for size, key in self.by_series.get(series, ()):
+            if (size >= framebuffer) if framebuffer else (size * MILLI >= gpu_milli * self.fb):
+                out = key
+                break
+        self._choice[ck] = out
+        return out
+
+    def free_milli(self, key: int, used: int) -> int:
+        """Board capacity (milli) still free on a GPU running ``key`` with ``used`` instances."""
+        return (self.maxi[key] - used) * self.size[key] * MILLI // self.fb
+
+    def unit_milli(self, key: int) -> int:
+        return self.size[key] * MILLI // self.fb
+
+
+def trace_ladder(model: str) -> Ladder:
+    """The traces' README ladders: Q-series sizes in GiB, framebuffer/size instances each."""
+    fb = FRAMEBUFFER_GIB.get(model, DEFAULT_FRAMEBUFFER_GIB)
+    sizes = PROFILE_SIZES_GIB.get(model, DEFAULT_PROFILE_SIZES_GIB)
+    return Ladder(model, fb, (ProfileSpec(s, f"{model}-{s}Q", s, fb // s) for s in sizes))
+
+
+_TRACE_LADDERS: dict[str, Ladder] = {}
+
+
+def ladder_for(model: str, ladders: dict | None = None) -> Ladder:
+    if ladders and model in ladders:
+        return ladders[model]
+    lad = _TRACE_LADDERS.get(model)
+    if lad is None:
+        lad = _TRACE_LADDERS[model] = trace_ladder(model)
+    return lad
 
 
 def profile_for(model: str, gpu_milli: int) -> int:
-    """Smallest profile size (GiB) of ``model`` whose framebuffer >= gpu_milli/1000 of the board."""
-    fb, sizes = board_ladder(model)
-    for s in sizes:
-        if s * MILLI >= gpu_milli * fb:
-            return s
-    return fb
-
-
-def profile_name(model: str, size_gib: int) -> str:
-    return f"{model}-{size_gib}Q"
+    """Smallest trace profile size (GiB) of ``model`` whose framebuffer >= gpu_milli/1000 of the board."""
+    return ladder_for(model).choose(gpu_milli)
 
 
 # --------------------------------------------------------------------------------------------
@@ -92,13 +160,16 @@ def profile_name(model: str, size_gib: int) -> str:
 
 @dataclass
 class GPUState:
-    """One physical GPU.  fractional: ``used_milli``.  vgpu: ``profile_gib`` (0 = empty) and
-    ``instances`` used; a passthrough (whole) GPU has ``passthrough=True``."""
+    """One physical GPU.  fractional: ``used_milli``.  vgpu: ``profile`` (the key of the profile it
+    runs, 0 = none) and ``instances`` used; a GPU taken whole has ``passthrough=True``.  ``mode``
+    says what it may serve: "any" (vGPU instances, or whole when empty: the traces' vgpu model and
+    the portal's flexible GPUs), "vgpu" (instances only) or "whole" (whole requests only)."""
 
     used_milli: int = 0
-    profile_gib: int = 0
+    profile: int = 0
     instances: int = 0
     passthrough: bool = False
+    mode: str = "any"
 
 
 @dataclass
@@ -125,10 +196,13 @@ class Request:
     num_gpu: int = 0
     gpu_milli: int = 0  # per GPU; 1000 for whole GPUs
     models: frozenset | None = None  # allowed GPU models; None = any
+    series: str = "Q"  # vgpu: the profile series a share request takes
+    framebuffer: int = 0  # vgpu: absolute framebuffer wanted (ladder's unit); 0 = gpu_milli of the board
 
     @property
     def is_share(self) -> bool:
-        return self.num_gpu == 1 and 0 < self.gpu_milli < MILLI
+        """One vGPU instance (vgpu) or a share of one GPU (fractional), rather than whole GPUs."""
+        return self.num_gpu == 1 and (0 < self.gpu_milli < MILLI or self.framebuffer > 0)
 
     @property
     def gpu_request_milli(self) -> int:
@@ -147,7 +221,7 @@ class Decision:
     gpus: tuple[int, ...]
     milli: int  # share taken per GPU (fractional) / requested share (vgpu); 1000 for whole GPUs
     profile: str | None = None  # vgpu profile name for share requests, else None
-    profile_gib: int = 0
+    profile_key: int = 0  # its key in the board's ladder (GiB size for the trace ladders)
 
 
 def parse_models(spec: str) -> frozenset | None:
@@ -163,13 +237,17 @@ def parse_models(spec: str) -> frozenset | None:
 class Cluster:
     """Mutable cluster state.  Internally struct-of-arrays for speed; ``node_state(i)`` returns the
     plain dataclass view.  Per node it keeps a hashable ``key`` describing everything placement
-    scores depend on (model, free CPU, GPU states as a sorted tuple); policies memoise on it."""
+    scores depend on (model, free CPU, GPU states as a sorted tuple); policies memoise on it.
 
-    def __init__(self, nodes: Sequence[NodeState], model: str = "fractional"):
+    ``ladders`` maps board models to their vGPU profiles (the portal passes its catalog's); models
+    it does not name use the traces' README ladders."""
+
+    def __init__(self, nodes: Sequence[NodeState], model: str = "fractional", ladders: dict | None = None):
         if model not in ("fractional", "vgpu"):
             raise ValueError(f"unknown sharing model {model!r}")
         self.model = model
         self.vgpu = model == "vgpu"
+        self.ladders = dict(ladders or {})
         n = len(nodes)
         self.n = n
         self.names = [nd.name for nd in nodes]
@@ -180,20 +258,23 @@ class Cluster:
         self.mem_free = [nd.memory_free for nd in nodes]
         self.ngpu = [len(nd.gpus) for nd in nodes]
         self.total_gpus = sum(self.ngpu)
-        self.fb = [board_ladder(m)[0] for m in self.gmodel]
-        # fractional: left[i][g] milli left.  vgpu: prof[i][g] size GiB (0 empty), used[i][g];
-        # passthrough GPUs are prof = framebuffer, used = 1, pt flag.
+        self.lad = [self.ladder(m) for m in self.gmodel]
+        self.fb = [lad.fb for lad in self.lad]
+        # fractional: left[i][g] milli left.  vgpu: prof[i][g] a slot code (profile key > 0, or
+        # EMPTY / EMPTY_VGPU / FREE_WHOLE / WHOLE), used[i][g] instances (1 when taken whole),
+        # home[i][g] the code it returns to when emptied; left[i][g] its free capacity in milli.
         self.left = [[MILLI - g.used_milli for g in nd.gpus] for nd in nodes]
-        self.prof = [
-            [g.profile_gib if not g.passthrough else board_ladder(nd.gpu_model)[0] for g in nd.gpus] for nd in nodes
-        ]
-        self.used = [[g.instances if not g.passthrough else 1 for g in nd.gpus] for nd in nodes]
-        self.pt = [[g.passthrough for g in nd.gpus] for nd in nodes]
+        self.home = [[HOME[g.mode] for g in nd.gpus] for nd in nodes]
+        self.prof = [[WHOLE if g.passthrough else (g.profile or HOME[g.mode]) for g in nd.gpus] for nd in nodes]
+        self.used = [[1 if g.passthrough else g.instances for g in nd.gpus] for nd in nodes]
         if self.vgpu:
             for i in range(n):
                 for g in range(self.ngpu[i]):
                     self.left[i][g] = self._vgpu_left(i, g)
-        self.nfree = [0] * n
+        elif any(g.mode != "any" for nd in nodes for g in nd.gpus):
+            raise ValueError("GPU modes are a vgpu-model notion")
+        self.nfree = [0] * n  # GPUs that may be taken whole now
+        self.nempty = [0] * n  # GPUs that may start a profile now (vgpu)
         self.maxleft = [0] * n
         self.key = [None] * n
         self.version = 0
@@ -208,28 +289,49 @@ class Cluster:
             self.name_rank[i] = r
 
     # -- helpers ---------------------------------------------------------------------------
+    def ladder(self, model: str) -> Ladder:
+        return ladder_for(model, self.ladders)
+
     def _vgpu_left(self, i: int, g: int) -> int:
         """Free board capacity of GPU g in milli (free instances x profile share)."""
         s = self.prof[i][g]
-        if s == 0:
-            return MILLI
-        fb = self.fb[i]
-        return (fb // s - self.used[i][g]) * s * MILLI // fb
+        if s > 0:
+            return self.lad[i].free_milli(s, self.used[i][g])
+        return 0 if s == WHOLE else MILLI
 
     def _refresh(self, i: int) -> None:
         left = self.left[i]
         self.nfree[i] = sum(1 for g in range(self.ngpu[i]) if self._is_free(i, g))
         self.maxleft[i] = max(left) if left else 0
         if self.vgpu:
+            self.nempty[i] = sum(1 for p in self.prof[i] if p in SHARE_EMPTY)
             gk = tuple(sorted(zip(self.prof[i], self.used[i], strict=False)))
         else:
             gk = tuple(sorted(left))
         self.key[i] = (self.gmodel[i], self.cpu_free[i], gk)
 
     def _is_free(self, i: int, g: int) -> bool:
+        """May GPU g of node i be taken whole now?"""
         if self.vgpu:
-            return self.prof[i][g] == 0
+            return self.prof[i][g] in WHOLE_FREE
         return self.left[i][g] == MILLI
+
+    def set_node(self, i: int, cpu_free: int, memory_free: int, gpus: Sequence[GPUState]) -> None:
+        """Replace node i's free CPU/memory and GPU states (same GPUs, same modes) with fresh ones,
+        e.g. re-read from a database; policies' caches stay valid (they are keyed by node state)."""
+        if len(gpus) != self.ngpu[i]:
+            raise ValueError("set_node keeps the node's GPUs; rebuild the cluster when they change")
+        self.cpu_free[i] = cpu_free
+        self.mem_free[i] = memory_free
+        for g, st in enumerate(gpus):
+            if self.vgpu:
+                self.prof[i][g] = WHOLE if st.passthrough else (st.profile or self.home[i][g])
+                self.used[i][g] = 1 if st.passthrough else st.instances
+                self.left[i][g] = self._vgpu_left(i, g)
+            else:
+                self.left[i][g] = MILLI - st.used_milli
+        self._refresh(i)
+        self.version += 1
 
     def candidates(self, models: frozenset | None) -> list[int]:
         """Node indexes whose GPU model is allowed (all nodes for None)."""
@@ -251,14 +353,17 @@ class Cluster:
 
     def node_state(self, i: int) -> NodeState:
         gpus = []
+        modes = {v: k for k, v in HOME.items()}
         for g in range(self.ngpu[i]):
             if self.vgpu:
+                p = self.prof[i][g]
                 gpus.append(
                     GPUState(
                         used_milli=MILLI - self.left[i][g],
-                        profile_gib=0 if self.pt[i][g] else self.prof[i][g],
-                        instances=0 if self.pt[i][g] else self.used[i][g],
-                        passthrough=self.pt[i][g],
+                        profile=p if p > 0 else 0,
+                        instances=self.used[i][g] if p > 0 else 0,
+                        passthrough=p == WHOLE,
+                        mode=modes[self.home[i][g]],
                     )
                 )
             else:
@@ -268,19 +373,22 @@ class Cluster:
         )
 
     # -- feasibility -----------------------------------------------------------------------
-    def share_profile(self, i: int, req: Request) -> int:
-        return profile_for(self.gmodel[i], req.gpu_milli)
+    def share_profile(self, i: int, req: Request) -> int | None:
+        """Profile key a share request gets on node i's board (vgpu), None when none fits."""
+        return self.lad[i].choose(req.gpu_milli, req.series, req.framebuffer)
 
-    def gpu_can_host(self, i: int, g: int, req: Request, size: int = 0) -> bool:
-        """Can GPU g of node i take (its part of) ``req``?  size: vgpu profile for share reqs."""
+    def gpu_can_host(self, i: int, g: int, req: Request, size: int | None = 0) -> bool:
+        """Can GPU g of node i take (its part of) ``req``?  size: vgpu profile key for share reqs."""
         if not req.is_share:
             return self._is_free(i, g)
         if not self.vgpu:
             return self.left[i][g] >= req.gpu_milli
+        if size is None:
+            return False
         s = self.prof[i][g]
-        if s == 0:
+        if s in SHARE_EMPTY:
             return True
-        return s == size and not self.pt[i][g] and self.used[i][g] < self.fb[i] // s
+        return s == size and self.used[i][g] < self.lad[i].maxi[s]
 
     def node_fits(self, i: int, req: Request) -> bool:
         """Host-level check: model allowed, CPU, memory and enough suitable GPUs."""
@@ -294,9 +402,11 @@ class Cluster:
             return self.nfree[i] >= req.num_gpu
         if not self.vgpu:
             return self.maxleft[i] >= req.gpu_milli
-        if self.nfree[i] > 0:
-            return True
         size = self.share_profile(i, req)
+        if size is None:
+            return False
+        if self.nempty[i] > 0:
+            return True
         return any(self.gpu_can_host(i, g, req, size) for g in range(self.ngpu[i]))
 
     def check(self, req: Request, d: Decision) -> None:
@@ -323,16 +433,20 @@ class Cluster:
             g = d.gpus[0]
             if self.vgpu:
                 size = self.share_profile(i, req)
-                if d.profile_gib != size or d.profile != profile_name(self.gmodel[i], size):
+                if size is None:
+                    raise ValueError("this board has no profile for the request")
+                if d.profile_key != size or d.profile != self.lad[i].name[size]:
                     raise ValueError("wrong profile for this board")
                 if not self.gpu_can_host(i, g, req, size):
-                    raise ValueError("GPU runs another profile or has no free instance")
+                    raise ValueError("GPU cannot start a vGPU, runs another profile or has no free instance")
             elif self.left[i][g] < req.gpu_milli:
                 raise ValueError("GPU share exceeds what is left")
         else:
             for g in d.gpus:
                 if not self._is_free(i, g):
-                    raise ValueError("whole-GPU request on a GPU that is not fully free")
+                    raise ValueError(
+                        "whole-GPU request on a GPU that is not fully free (or not free to be taken whole)"
+                    )
 
     # -- mutation --------------------------------------------------------------------------
     def apply(self, req: Request, d: Decision) -> None:
@@ -343,7 +457,7 @@ class Cluster:
         for g in d.gpus:
             if req.is_share:
                 if self.vgpu:
-                    self.prof[i][g] = d.profile_gib
+                    self.prof[i][g] = d.profile_key
                     self.used[i][g] += 1
                     self.left[i][g] = self._vgpu_left(i, g)
                 else:
@@ -351,9 +465,8 @@ class Cluster:
             else:
                 self.left[i][g] = 0
                 if self.vgpu:
-                    self.prof[i][g] = self.fb[i]
+                    self.prof[i][g] = WHOLE
                     self.used[i][g] = 1
-                    self.pt[i][g] = True
         self._refresh(i)
         self.version += 1
 
@@ -366,16 +479,15 @@ class Cluster:
                 if self.vgpu:
                     self.used[i][g] -= 1
                     if self.used[i][g] == 0:
-                        self.prof[i][g] = 0
+                        self.prof[i][g] = self.home[i][g]
                     self.left[i][g] = self._vgpu_left(i, g)
                 else:
                     self.left[i][g] += req.gpu_milli
             else:
                 self.left[i][g] = MILLI
                 if self.vgpu:
-                    self.prof[i][g] = 0
+                    self.prof[i][g] = self.home[i][g]
                     self.used[i][g] = 0
-                    self.pt[i][g] = False
         self._refresh(i)
         self.version += 1
 
@@ -387,10 +499,12 @@ class Cluster:
             return self.total_gpus * MILLI - sum(sum(row) for row in self.left)
         tot = 0.0
         for i in range(self.n):
-            fb = self.fb[i]
+            fb, size = self.fb[i], self.lad[i].size
             for s, u in zip(self.prof[i], self.used[i], strict=False):
-                if s:
-                    tot += u * s * MILLI / fb
+                if s > 0:
+                    tot += u * size[s] * MILLI / fb
+                elif s == WHOLE:
+                    tot += MILLI
         return tot
 
     def make_decision(self, i: int, gpus: Sequence[int], req: Request) -> Decision:
@@ -399,7 +513,7 @@ class Cluster:
         if req.is_share:
             if self.vgpu:
                 s = self.share_profile(i, req)
-                return Decision(i, self.names[i], tuple(gpus), req.gpu_milli, profile_name(self.gmodel[i], s), s)
+                return Decision(i, self.names[i], tuple(gpus), req.gpu_milli, self.lad[i].name[s], s)
             return Decision(i, self.names[i], tuple(gpus), req.gpu_milli)
         return Decision(i, self.names[i], tuple(gpus), MILLI)
 
@@ -417,6 +531,13 @@ class TypicalPod:
     models: frozenset | None
     freq: float
     memory_mib: int = 0  # mean memory of the spec (used by "ours" only)
+    series: str = "Q"
+    framebuffer: int = 0
+
+    @property
+    def whole(self) -> bool:
+        """Takes whole GPUs (rather than a share / one vGPU instance)."""
+        return not (self.num_gpu == 1 and (0 < self.gpu_milli < MILLI or self.framebuffer > 0))
 
 
 def typical_pods(reqs: Iterable[Request], coverage: float = 0.95, include_multi: bool = False) -> list[TypicalPod]:
@@ -427,7 +548,14 @@ def typical_pods(reqs: Iterable[Request], coverage: float = 0.95, include_multi:
     mem: dict = {}
     total = 0
     for r in reqs:
-        k = (r.cpu_milli, r.gpu_milli if r.num_gpu > 0 else 0, r.num_gpu if r.gpu_milli > 0 else 0, r.models)
+        k = (
+            r.cpu_milli,
+            r.gpu_milli if r.num_gpu > 0 else 0,
+            r.num_gpu if r.gpu_milli > 0 else 0,
+            r.models,
+            r.series,
+            r.framebuffer if r.num_gpu > 0 else 0,
+        )
         cnt[k] += 1
         mem[k] = mem.get(k, 0) + r.memory_mib
         total += 1
@@ -438,7 +566,11 @@ def typical_pods(reqs: Iterable[Request], coverage: float = 0.95, include_multi:
         return "|".join(sorted(m)) if m else ""
 
     # decreasing count; ties as the simulator's sort.Reverse(Less): larger cpu, milli, num, type
-    items = sorted(cnt.items(), key=lambda kv: (kv[1], kv[0][0], kv[0][1], kv[0][2], model_key(kv[0][3])), reverse=True)
+    items = sorted(
+        cnt.items(),
+        key=lambda kv: (kv[1], kv[0][0], kv[0][1], kv[0][2], model_key(kv[0][3]), kv[0][4], kv[0][5]),
+        reverse=True,
+    )
     out, cum = [], 0
     for k, c in items:
         if cum >= coverage * total:
@@ -448,7 +580,7 @@ def typical_pods(reqs: Iterable[Request], coverage: float = 0.95, include_multi:
             continue
         out.append((k, c))
         cum += c
-    return [TypicalPod(k[0], k[2], k[1], k[3], c / cum, mem[k] // c) for k, c in out]
+    return [TypicalPod(k[0], k[2], k[1], k[3], c / cum, mem[k] // c, k[4], k[5]) for k, c in out]
 
 
 # --------------------------------------------------------------------------------------------
@@ -550,7 +682,7 @@ class BestFitPolicy(Policy):
             if req.num_gpu <= 0:
                 g_req = 0
             elif req.is_share and c.vgpu:
-                g_req = c.share_profile(i, req) * MILLI // c.fb[i]
+                g_req = c.lad[i].unit_milli(c.share_profile(i, req))
             else:
                 g_req = req.gpu_request_milli
             x = 0.5 * (cpu_free[i] - cpu) / MAX_SPEC_CPU + 0.5 * (sum(left[i]) - g_req) / MAX_SPEC_GPU
@@ -571,6 +703,11 @@ def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x))
 
 
+def _lefts(lad: Ladder, gk: tuple) -> list[int]:
+    """Free capacity (milli) of each GPU of a vgpu-model state tuple of (slot code, used)."""
+    return [lad.free_milli(s, u) if s > 0 else (0 if s == WHOLE else MILLI) for s, u in gk]
+
+
 class FragModel:
     """Node GPU fragmentation against a typical-task distribution (FGD, ATC'23).
 
@@ -581,10 +718,11 @@ class FragModel:
       * otherwise: all free GPU capacity.
     Free capacity is in milli-GPU (vgpu: free instances x profile share of the board)."""
 
-    def __init__(self, typical: list[TypicalPod], vgpu: bool, mem_aware: bool = False):
+    def __init__(self, typical: list[TypicalPod], vgpu: bool, mem_aware: bool = False, ladder=ladder_for):
         self.typical = typical
         self.vgpu = vgpu
         self.mem_aware = mem_aware
+        self.ladder = ladder
         self._per_model: dict = {}
         self.memo: dict = {}
 
@@ -593,17 +731,17 @@ class FragModel:
         if t is None:
             always = 0.0
             lst = []
-            fb, _ = board_ladder(model)
+            lad = self.ladder(model)
             for tp in self.typical:
+                whole = tp.whole
+                size = 0 if whole or not self.vgpu else lad.choose(tp.gpu_milli, tp.series, tp.framebuffer)
                 if tp.num_gpu == 0 or tp.gpu_milli == 0:
                     always += tp.freq
-                elif tp.models is not None and model not in tp.models:
+                elif (tp.models is not None and model not in tp.models) or size is None:
                     always += tp.freq
                 else:
-                    whole = tp.gpu_milli >= MILLI or tp.num_gpu > 1
-                    size = 0 if whole else profile_for(model, tp.gpu_milli)
                     lst.append((tp.freq, tp.cpu_milli, tp.num_gpu, tp.gpu_milli, whole, size, tp.memory_mib))
-            t = (always, tuple(lst), fb)
+            t = (always, tuple(lst), lad)
             self._per_model[model] = t
         return t
 
@@ -613,9 +751,9 @@ class FragModel:
         v = self.memo.get(key)
         if v is not None:
             return v
-        always, tasks, fb = self.tasks_for(model)
+        always, tasks, lad = self.tasks_for(model)
         if self.vgpu:
-            lefts = [MILLI if s == 0 else (fb // s - u) * s * MILLI // fb for s, u in gk]
+            lefts = _lefts(lad, gk)
         else:
             lefts = gk
         total = sum(lefts)
@@ -630,7 +768,7 @@ class FragModel:
                 small = 0
                 if self.vgpu:
                     for (s, _u), lv in zip(gk, lefts, strict=False):
-                        if s == 0 or (not whole and s == size and lv > 0):
+                        if (s in WHOLE_FREE) if whole else (s in SHARE_EMPTY or (s == size and lv > 0)):
                             cnt += 1
                         else:
                             small += lv
@@ -657,7 +795,7 @@ def _after_key(c: Cluster, i: int, req: Request, gpus: Sequence[int], size: int)
                 prof[g] = size
                 used[g] += 1
             else:
-                prof[g] = c.fb[i]
+                prof[g] = WHOLE
                 used[g] = 1
         return tuple(sorted(zip(prof, used, strict=False)))
     left = list(c.left[i])
@@ -702,7 +840,7 @@ class FGDPolicy(Policy):
 
     def __init__(self, cluster, seed=0, typical=None, quantize: bool = True, tie: str = "random"):
         super().__init__(cluster, seed, typical)
-        self.fm = FragModel(self.typical, cluster.vgpu)
+        self.fm = FragModel(self.typical, cluster.vgpu, ladder=cluster.ladder)
         self.tie = tie
         rng = random.Random(seed)
         perm = list(range(cluster.n))
@@ -751,7 +889,7 @@ class FGDPolicy(Policy):
         cpu, mem = req.cpu_milli, req.memory_mib
         cpu_free, mem_free, key = c.cpu_free, c.mem_free, c.key
         rank = self.rank
-        mk = (cpu, req.num_gpu, req.gpu_milli)
+        mk = (cpu, req.num_gpu, req.gpu_milli, req.series, req.framebuffer)
         self._cur = req
         memo = self.memo.get(mk)
         if memo is None:
@@ -826,8 +964,10 @@ class SlotFragModel:
         rho: float = 8.0,
         multi_boost: float = 4.0,
         scarce_boost: float = 1.0,
+        ladder=ladder_for,
     ):
         self.vgpu = vgpu
+        self.ladder = ladder
         self.mem = mem
         self.lam = lam
         self.rho_milli = rho * MILLI  # milli-CPU per GPU
@@ -843,20 +983,20 @@ class SlotFragModel:
         key = (model, scarce)
         t = self._per_model.get(key)
         if t is None:
-            fb, _ = board_ladder(model)
+            lad = self.ladder(model)
             lst = []
             for k, (tp, p) in enumerate(self.tasks):
                 if scarce and k in scarce:
                     p *= self.scarce_boost
-                if tp.models is not None and model not in tp.models:
+                whole = tp.whole
+                size = 0 if whole or not self.vgpu else lad.choose(tp.gpu_milli, tp.series, tp.framebuffer)
+                if (tp.models is not None and model not in tp.models) or size is None:
                     lst.append((p, None, 0, 0, True, 0, 0, 0, 0))
                     continue
-                whole = tp.gpu_milli >= MILLI or tp.num_gpu > 1
-                size = 0 if whole else profile_for(model, tp.gpu_milli)
                 if whole:
                     unit = tp.num_gpu * MILLI
                 elif self.vgpu:
-                    unit = size * MILLI // fb
+                    unit = lad.unit_milli(size)
                 else:
                     unit = tp.gpu_milli
                 lst.append(
@@ -869,10 +1009,10 @@ class SlotFragModel:
                         size,
                         tp.memory_mib if self.mem else 0,
                         unit,
-                        fb // size if size else 0,
+                        lad.maxi[size] if size else 0,
                     )
                 )
-            t = (tuple(lst), fb)
+            t = (tuple(lst), lad)
             self._per_model[key] = t
         return t
 
@@ -881,11 +1021,11 @@ class SlotFragModel:
         v = self.memo.get(key)
         if v is not None:
             return v
-        tasks, fb = self.tasks_for(model, scarce)
+        tasks, lad = self.tasks_for(model, scarce)
         vg = self.vgpu
         if vg:
-            lefts = [MILLI if s == 0 else (fb // s - u) * s * MILLI // fb for s, u in gk]
-            nfree = sum(1 for s, u in gk if s == 0)
+            lefts = _lefts(lad, gk)
+            nfree = sum(1 for s, _u in gk if s in WHOLE_FREE)
         else:
             lefts = gk
             nfree = sum(1 for lv in gk if lv == MILLI)
@@ -901,7 +1041,7 @@ class SlotFragModel:
                 elif vg:
                     k = 0
                     for s, u in gk:
-                        if s == 0:
+                        if s in SHARE_EMPTY:
                             k += per
                         elif s == size:
                             k += per - u
@@ -970,7 +1110,14 @@ class OursPolicy(Policy):
     ):
         super().__init__(cluster, seed, typical)
         self.fm = SlotFragModel(
-            self.typical, cluster.vgpu, mem=mem, lam=lam, rho=rho, multi_boost=multi_boost, scarce_boost=scarce_boost
+            self.typical,
+            cluster.vgpu,
+            mem=mem,
+            lam=lam,
+            rho=rho,
+            multi_boost=multi_boost,
+            scarce_boost=scarce_boost,
+            ladder=cluster.ladder,
         )
         self.tie = tie
         self.memo: dict = {}
@@ -1067,7 +1214,7 @@ class OursPolicy(Policy):
         cpu_free, mem_free, key = c.cpu_free, c.mem_free, c.key
         scarce = self._scarce()
         memfree = self.fm.mem
-        mk = (cpu, mem if memfree else 0, req.num_gpu, req.gpu_milli, scarce)
+        mk = (cpu, mem if memfree else 0, req.num_gpu, req.gpu_milli, req.series, req.framebuffer, scarce)
         memo = self.memo.get(mk)
         if memo is None:
             if len(self.memo) > 5000:

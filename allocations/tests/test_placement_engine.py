@@ -71,7 +71,8 @@ def small_typical():
 )
 def test_profile_is_smallest_that_holds_the_share(model, milli, size):
     assert profile_for(model, milli) == size
-    fb, sizes = engine.board_ladder(model)
+    ladder = engine.ladder_for(model)
+    fb, sizes = ladder.fb, sorted(ladder.size.values())
     assert size * 1000 >= milli * fb
     assert all(s * 1000 < milli * fb for s in sizes if s < size)
 
