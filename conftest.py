@@ -11,8 +11,13 @@ from allocations.tests.factories import make_membership, make_tenant, make_user
 
 @pytest.fixture(autouse=True)
 def _fast_settings(settings):
+    from allocations import placement
+
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    placement.use_fleet(None)  # each test's fleet (hosts, catalog, learned demand) starts from its own rows
+    yield
+    placement.use_fleet(None)
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from allocations.querysets import (
     QuotaRequestQuerySet,
     TenantQuerySet,
 )
+from inventory.choices import ProfileSeries
 from inventory.models import GPU, Host, VGPUProfile
 
 slug_validator = RegexValidator(r"^[a-z0-9][a-z0-9-]{0,49}$", "Use lower-case letters, digits and hyphens.")
@@ -119,8 +120,16 @@ class ProfileQuota(models.Model):
 
 
 class DesktopTemplate(models.Model):
-    """What an end user can ask for: a vGPU profile (one instance) or N whole GPUs
-    in passthrough, plus vCPUs, RAM and a disk image; offered to the listed tenants."""
+    """What an end user can ask for, plus vCPUs, RAM and a disk image; offered to the listed tenants.
+
+    The GPU part is one of (``kind``):
+    - ``vgpu``: one instance of a named vGPU ``profile``;
+    - ``vgpu-share``: one vGPU of at least ``gpu_share_milli`` thousandths of a board, of the
+      ``profile_series``, on any board in ``gpu_models`` (empty = any): the scheduler picks the
+      board, and the smallest profile of that board that holds the share;
+    - ``whole``: ``gpu_count`` whole GPUs of one host (passthrough), of a board in ``gpu_models``;
+    - ``none``: no GPU (``gpu_count`` 0).
+    """
 
     name = models.CharField(max_length=100, unique=True)
     description = models.TextField(blank=True)
@@ -130,15 +139,30 @@ class DesktopTemplate(models.Model):
         null=True,
         blank=True,
         related_name="templates",
-        help_text="Leave empty for whole-GPU passthrough.",
+        help_text="A named vGPU profile; leave empty for a share of a board, whole GPUs or no GPU.",
     )
-    passthrough_model = models.CharField(
-        max_length=40, blank=True, help_text="Passthrough only: board model to use (empty = any model)."
+    gpu_share_milli = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(999)],
+        help_text="vGPU of at least this share of a board, in thousandths (e.g. 250 = a quarter); the scheduler "
+        "picks the board and the smallest profile of the series that holds it. A whole board: name its "
+        "full-size profile, or ask for whole GPUs.",
+    )
+    profile_series = models.CharField(
+        max_length=1, choices=ProfileSeries.choices, default=ProfileSeries.Q, help_text="Share templates: series."
+    )
+    gpu_models = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Share and whole-GPU templates: the board models allowed, e.g. ["A40", "L40S"] (empty = any).',
     )
     gpu_count = models.PositiveSmallIntegerField(
-        default=1, validators=[MinValueValidator(1), MaxValueValidator(16)], help_text="Whole GPUs (passthrough)."
+        default=1,
+        validators=[MinValueValidator(0), MaxValueValidator(16)],
+        help_text="Whole GPUs (passthrough); 0 for a desktop without a GPU.",
     )
-    vcpus = models.PositiveSmallIntegerField(validators=[MinValueValidator(1), MaxValueValidator(256)])
+    vcpus = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(256)])
     memory_mib = models.PositiveIntegerField(validators=[MinValueValidator(256)])
     disk_image = models.CharField(max_length=255, help_text="Base image path or volume name on the host.")
     allowed_tenants = models.ManyToManyField(Tenant, blank=True, related_name="templates")
@@ -151,12 +175,13 @@ class DesktopTemplate(models.Model):
         ordering = ["name"]
         constraints = [
             models.CheckConstraint(
-                condition=models.Q(profile__isnull=True) | models.Q(gpu_count=1),
+                condition=(models.Q(profile__isnull=True) & models.Q(gpu_share_milli__isnull=True))
+                | models.Q(gpu_count=1),
                 name="template_vgpu_takes_one_instance",
             ),
             models.CheckConstraint(
-                condition=models.Q(profile__isnull=True) | models.Q(passthrough_model=""),
-                name="template_passthrough_model_only_for_passthrough",
+                condition=models.Q(profile__isnull=True) | models.Q(gpu_share_milli__isnull=True),
+                name="template_profile_or_share",
             ),
         ]
 
@@ -164,16 +189,45 @@ class DesktopTemplate(models.Model):
         return self.name
 
     @property
+    def kind(self) -> str:
+        if self.profile_id:
+            return "vgpu"
+        if self.gpu_share_milli:
+            return "vgpu-share"
+        return "whole" if self.gpu_count else "none"
+
+    @property
     def is_passthrough(self) -> bool:
-        return self.profile_id is None
+        return self.kind == "whole"
+
+    @property
+    def gpu_summary(self) -> str:
+        """The GPU part in words, for pages."""
+        models_ = " or ".join(self.gpu_models) if self.gpu_models else "any board"
+        if self.kind == "vgpu":
+            return f"vGPU {self.profile.name}"
+        if self.kind == "vgpu-share":
+            return f"vGPU ≥ {self.gpu_share_milli / 10:g}% of a board ({self.profile_series}-series, {models_})"
+        if self.kind == "whole":
+            return f"{self.gpu_count} × whole GPU ({models_})"
+        return "No GPU"
 
     def clean(self):
-        if self.profile_id and self.gpu_count != 1:
-            raise ValidationError(
-                {"gpu_count": "A vGPU template takes one instance; use passthrough for several GPUs."}
-            )
-        if self.profile_id and self.passthrough_model:
-            raise ValidationError({"passthrough_model": "Only passthrough templates name a GPU model."})
+        errors = {}
+        if (self.profile_id or self.gpu_share_milli) and self.gpu_count != 1:
+            errors["gpu_count"] = "A vGPU template takes one instance; use whole GPUs for several."
+        if self.profile_id and self.gpu_share_milli:
+            errors["gpu_share_milli"] = "Name a profile or a share of a board, not both."
+        if self.profile_id and self.gpu_models:
+            errors["gpu_models"] = "A template with a named profile runs on that profile's board; leave this empty."
+        if not self.profile_id and not self.gpu_share_milli and not self.gpu_count and self.gpu_models:
+            errors["gpu_models"] = "A template without a GPU names no GPU models."
+        if not isinstance(self.gpu_models, list) or not all(
+            isinstance(m, str) and m.strip() and len(m) <= 40 for m in self.gpu_models
+        ):
+            errors["gpu_models"] = 'A list of board model names, e.g. ["A40", "L40S"].'
+        if errors:
+            raise ValidationError(errors)
 
 
 class Desktop(models.Model):
@@ -192,7 +246,7 @@ class Desktop(models.Model):
     # What was granted, copied from the template at request time (templates change; history must not).
     profile = models.ForeignKey(VGPUProfile, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     gpu_count = models.PositiveSmallIntegerField(default=1)
-    vcpus = models.PositiveSmallIntegerField()
+    vcpus = models.PositiveIntegerField()
     memory_mib = models.PositiveIntegerField()
     framebuffer_mib = models.PositiveIntegerField(help_text="What this desktop charges to the tenant's quota.")
     duration_hours = models.PositiveIntegerField()
@@ -233,7 +287,7 @@ class Desktop(models.Model):
 
     @property
     def is_passthrough(self) -> bool:
-        return self.profile_id is None
+        return self.profile_id is None and self.gpu_count > 0
 
 
 class QuotaRequest(models.Model):

@@ -15,6 +15,7 @@ class TelemetrySource(models.TextChoices):
 class GPUMode(models.TextChoices):
     VGPU = "vgpu", "vGPU"
     PASSTHROUGH = "passthrough", "Passthrough"
+    FLEXIBLE = "flexible", "vGPU or whole"  # runs vGPUs, or is handed whole to one desktop while empty
     DISABLED = "disabled", "Disabled"
 
 

@@ -120,8 +120,12 @@ class Host(models.Model):
 class GPU(models.Model):
     """A physical GPU in a host.
 
+    Modes: ``vgpu`` serves vGPU instances, ``passthrough`` is handed whole to one desktop,
+    ``flexible`` does either (vGPUs of one profile, or whole while it holds none: libvirt's
+    managed PCI hostdev moves it to vfio-pci for that desktop and back afterwards).
+
     Guarantees: a GPU in passthrough or disabled mode runs no vGPU profile, and
-    the profile a vGPU-mode GPU runs belongs to its own board model.
+    the profile a GPU runs belongs to its own board model.
     """
 
     host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="gpus")
@@ -155,8 +159,8 @@ class GPU(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["host", "pci_address"], name="gpu_unique_pci_address_per_host"),
             models.CheckConstraint(
-                condition=models.Q(mode=GPUMode.VGPU) | models.Q(current_profile__isnull=True),
-                name="gpu_profile_only_in_vgpu_mode",
+                condition=models.Q(mode__in=[GPUMode.VGPU, GPUMode.FLEXIBLE]) | models.Q(current_profile__isnull=True),
+                name="gpu_profile_only_in_vgpu_modes",
             ),
             models.CheckConstraint(
                 condition=models.Q(instances_used=0)
@@ -194,7 +198,7 @@ class GPU(models.Model):
             raise ValidationError(
                 f"Desktops hold instances on this GPU; release them before changing {', '.join(blocked)}."
             )
-        if self.mode != GPUMode.VGPU and self.current_profile_id:
+        if self.mode not in (GPUMode.VGPU, GPUMode.FLEXIBLE) and self.current_profile_id:
             raise ValidationError({"current_profile": f"A GPU in {self.mode} mode cannot run a vGPU profile."})
         if self.current_profile_id and self.current_profile.board != self.model:
             raise ValidationError(

@@ -17,4 +17,4 @@ class GPUQuerySet(models.QuerySet):
         return self.filter(host=host)
 
     def in_vgpu_mode(self):
-        return self.filter(mode=GPUMode.VGPU)
+        return self.filter(mode__in=[GPUMode.VGPU, GPUMode.FLEXIBLE])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
-from portal.env import env_bool, env_database, env_int, env_list, env_str
+from portal.env import env_bool, env_choice, env_database, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("PORTAL_VAR_DIR", str(BASE_DIR / "var")))
@@ -214,6 +214,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {"ProfileSeriesEnum": "inventory.choices.ProfileSeries"},
 }
 
 # --- Portal ---------------------------------------------------------------------------
@@ -230,6 +231,14 @@ PORTAL_EXPIRY_WARNING_S = env_int("PORTAL_EXPIRY_WARNING_S", 900, minimum=0)
 PORTAL_SAMPLE_INTERVAL_S = env_int("PORTAL_SAMPLE_INTERVAL_S", 5, minimum=1)
 PORTAL_RAW_RETENTION_H = env_int("PORTAL_RAW_RETENTION_H", 6, minimum=1)
 PORTAL_MINUTE_RETENTION_D = env_int("PORTAL_MINUTE_RETENTION_D", 30, minimum=1)
+# Placement (allocations/placement): the policy every request uses, one per deployment. "ours" (default) packs
+# best on the openb trace (bench/README.md); first-fit, best-fit, random and fgd are the published baselines.
+PORTAL_PLACEMENT_POLICY = env_choice(
+    "PORTAL_PLACEMENT_POLICY", "ours", ("ours", "fgd", "best-fit", "first-fit", "random")
+)
+# What one vCPU weighs to the scheduler, in milli-cores (host cpu_cores count vCPUs too). 1000 on real fleets;
+# the trace replay's own database counts trace milli-cores as vCPUs and sets 1.
+PORTAL_PLACEMENT_VCPU_MILLI = env_int("PORTAL_PLACEMENT_VCPU_MILLI", 1000, minimum=1)
 # Prometheus scrapers send "Authorization: Bearer <this>"; empty: only signed-in operators may read /metrics.
 PORTAL_METRICS_TOKEN = env_str("PORTAL_METRICS_TOKEN", "")
 

@@ -80,7 +80,14 @@ class DesktopTemplateSerializer(serializers.ModelSerializer):
         slug_field="name", queryset=VGPUProfile.objects.all(), allow_null=True, required=False
     )
     allowed_tenants = serializers.PrimaryKeyRelatedField(many=True, queryset=Tenant.objects.all(), required=False)
+    kind = serializers.CharField(read_only=True, help_text="vgpu | vgpu-share | whole | none")
+    gpu_summary = serializers.CharField(read_only=True)
     is_passthrough = serializers.BooleanField(read_only=True)
+    gpu_models = serializers.ListField(
+        child=serializers.CharField(max_length=40),
+        required=False,
+        help_text="Board models a share or whole-GPU template may use; empty = any.",
+    )
     framebuffer_mib = serializers.SerializerMethodField()
 
     class Meta:
@@ -89,9 +96,13 @@ class DesktopTemplateSerializer(serializers.ModelSerializer):
             "id",
             "name",
             "description",
+            "kind",
+            "gpu_summary",
             "profile",
+            "gpu_share_milli",
+            "profile_series",
+            "gpu_models",
             "is_passthrough",
-            "passthrough_model",
             "gpu_count",
             "framebuffer_mib",
             "vcpus",
@@ -104,7 +115,7 @@ class DesktopTemplateSerializer(serializers.ModelSerializer):
         read_only_fields = ["created_at"]
 
     def get_framebuffer_mib(self, obj) -> int | None:
-        """vGPU framebuffer of one desktop; null for passthrough (whole boards)."""
+        """vGPU framebuffer of one desktop of a named profile; null otherwise (known once placed)."""
         return obj.profile.framebuffer_mib if obj.profile_id else None
 
     def to_representation(self, instance):

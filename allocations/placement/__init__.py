@@ -1,67 +1,43 @@
-"""Choosing a host and GPU(s) for a desktop. Plain data in, a decision out; no ORM.
+"""Choosing a host and GPU(s) for a desktop: the placement engine on the fleet as the database has it.
 
-This module is what the request service calls today (best fit, below). ``engine`` holds the
-trace-validated policies (first-fit, best-fit, random, fgd, ours) and ``replay`` the openb
-trace protocol (``manage.py replay_trace``); wiring the request service to ``engine`` is the
-next step (issue 5).
+``engine`` is the policy code (plain data in, a decision out, no ORM; the same code the trace
+replay measures). This module is its adapter for the request service:
 
-The request service loads candidates, asks ``place()``, then claims the choice
-with conditional updates and retries with fresh candidates if another request
-won the race. Rules enforced here (and again, atomically, by the claim):
+- ``shape_of(template)`` turns a desktop template into the engine's ``Request`` (vCPUs, RAM, and a
+  named profile, a share of a board with allowed models and series, whole GPUs, or no GPU);
+- ``fleet()`` is this process's ``Fleet``: the engine's ``Cluster`` and the deployment's policy
+  (``PORTAL_PLACEMENT_POLICY``), refreshed from the database before every decision. Only nodes
+  whose rows changed are updated, so the policy's caches (keyed by node state) stay warm;
+- ``Fleet.place(request)`` returns a ``Choice`` (host, GPUs, profile) or raises ``NoPlacement``
+  naming the short resource.
 
-- host online and not in maintenance (the caller only passes such hosts);
-- vGPU: a GPU of the profile's board in vGPU mode that is empty or already runs
-  the same profile (equal-size mode: one type per GPU), with a free instance;
-- passthrough: ``gpu_count`` fully free passthrough GPUs of one host (of the
-  requested model, if any);
-- the host's free vCPUs and RAM.
+The request service then claims the choice with conditional updates and asks again on fresh rows
+if another request won the race: the database, not this cache, is the truth.
+
+Rules (enforced by the engine, and again atomically by the claim): host online and not in
+maintenance; vGPU on a GPU in vGPU or flexible mode of an allowed board that is empty or runs the
+same profile with a free instance (equal-size mode); whole GPUs free and in passthrough or
+flexible mode, all on one host; the host's free vCPUs and RAM. Profile ladders come from the
+catalog (``VGPUProfile``): a share request gets the smallest profile of its series that holds the
+share of the board; MIG-backed profiles are only given to templates that name them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import threading
+import time
+from dataclasses import dataclass
 
+from django.conf import settings
+from django.db.models import Count, Max
+from django.utils import timezone
 
-@dataclass(frozen=True)
-class Profile:
-    name: str
-    board: str
-    framebuffer_mib: int
-    max_per_gpu: int
+from allocations.placement import engine
+from allocations.placement.engine import MILLI, Ladder, ProfileSpec
 
-
-@dataclass(frozen=True)
-class Request:
-    vcpus: int
-    memory_mib: int
-    profile: Profile | None = None  # None: whole GPUs in passthrough
-    gpu_count: int = 1
-    model: str = ""  # passthrough: required board model, "" = any
-
-
-@dataclass(frozen=True)
-class GPUState:
-    id: int
-    model: str
-    mode: str  # vgpu | passthrough | disabled
-    profile: str | None  # the profile it runs, None when empty
-    instances_used: int
-    max_instances: int  # of the profile it runs (0 when empty)
-
-
-@dataclass(frozen=True)
-class HostState:
-    id: int
-    name: str
-    free_vcpus: int
-    free_memory_mib: int
-    gpus: tuple[GPUState, ...] = field(default_factory=tuple)
-
-
-@dataclass(frozen=True)
-class Decision:
-    host_id: int
-    gpu_ids: tuple[int, ...]
+TYPICAL_TTL_S = 600  # how long the learned demand distribution is kept before it is read again
+CATALOG_TTL_S = 60
+DEMAND_WINDOW_DAYS = 30
 
 
 class NoPlacement(Exception):
@@ -73,88 +49,287 @@ class NoPlacement(Exception):
         self.resource = resource
 
 
-def _vgpu_fit(gpu: GPUState, profile: Profile) -> int | None:
-    """Free instances of ``profile`` on ``gpu`` after placing one more; None when it does not fit."""
-    if gpu.mode != "vgpu" or gpu.model != profile.board:
-        return None
-    if gpu.profile is None:
-        return profile.max_per_gpu - 1 if gpu.instances_used == 0 else None
-    if gpu.profile != profile.name or gpu.instances_used >= gpu.max_instances:
-        return None
-    return gpu.max_instances - gpu.instances_used - 1
+@dataclass(frozen=True)
+class Choice:
+    host_id: int
+    gpu_ids: tuple[int, ...]
+    profile_id: int | None  # the vGPU profile the desktop gets; None for whole GPUs or no GPU
 
 
-def place(request: Request, hosts: list[HostState]) -> Decision:
-    """Best fit: the GPU (and host) left with the least room, so partly used boards fill up before
-    empty ones are opened and empty boards stay free for other profiles and passthrough."""
-    if request.profile is not None:
-        return _place_vgpu(request, request.profile, hosts)
-    return _place_passthrough(request, hosts)
+_MODE = {"vgpu": "vgpu", "passthrough": "whole", "flexible": "any"}
 
 
-def _fits_host(request: Request, host: HostState) -> bool:
-    return host.free_vcpus >= request.vcpus and host.free_memory_mib >= request.memory_mib
+def _series_key(profile) -> str:
+    return f"{profile.series}:mig" if profile.mig_backed else profile.series
 
 
-def _place_vgpu(request: Request, profile: Profile, hosts: list[HostState]) -> Decision:
-    board_gpus = [g for h in hosts for g in h.gpus if g.mode == "vgpu" and g.model == profile.board]
-    if not board_gpus:
-        raise NoPlacement(f"No online host has an {profile.board} GPU in vGPU mode.", "gpu_model")
-    best = None
-    gpu_fits = False
-    for host in hosts:
-        for gpu in host.gpus:
-            left = _vgpu_fit(gpu, profile)
-            if left is None:
-                continue
-            gpu_fits = True
-            if not _fits_host(request, host):
-                continue
-            # Prefer: fewest instances left on the GPU, an already-started GPU over an empty one,
-            # then the host with the least CPU left; ties by host name and GPU id (deterministic).
-            key = (left, gpu.profile is None, host.free_vcpus - request.vcpus, host.name, gpu.id)
-            if best is None or key < best[0]:
-                best = (key, Decision(host.id, (gpu.id,)))
-    if best is not None:
-        return best[1]
-    if not gpu_fits:
-        raise NoPlacement(
-            f"No free {profile.name} instance: every {profile.board} GPU is full or runs another profile.",
-            "gpu_instances",
+def shape_of(template, vcpu_milli: int | None = None) -> engine.Request:
+    """The engine's request for one desktop of ``template``."""
+    unit = vcpu_milli or settings.PORTAL_PLACEMENT_VCPU_MILLI
+    cpu, mem = template.vcpus * unit, template.memory_mib
+    models = frozenset(template.gpu_models) if template.gpu_models else None
+    if template.profile_id:
+        p = template.profile
+        milli = max(1, min(MILLI, p.framebuffer_mib * MILLI // p.board_framebuffer_mib))
+        return engine.Request(cpu, mem, 1, milli, frozenset({p.board}), _series_key(p), p.framebuffer_mib)
+    if template.gpu_share_milli:
+        return engine.Request(cpu, mem, 1, template.gpu_share_milli, models, template.profile_series)
+    if template.gpu_count:
+        return engine.Request(cpu, mem, template.gpu_count, MILLI, models)
+    return engine.Request(cpu, mem)
+
+
+def catalog_ladders() -> dict[str, Ladder]:
+    """Every board's profiles from the catalog, keyed by profile id."""
+    from inventory.models import VGPUProfile
+
+    by_board: dict[str, list] = {}
+    fb: dict[str, int] = {}
+    for p in VGPUProfile.objects.all():
+        by_board.setdefault(p.board, []).append(
+            ProfileSpec(p.pk, p.name, p.framebuffer_mib, p.max_per_gpu, _series_key(p))
         )
-    raise NoPlacement(
-        f"No host with a free {profile.name} instance also has {request.vcpus} free vCPUs and "
-        f"{request.memory_mib} MiB of free RAM.",
-        "host_cpu_memory",
+        fb[p.board] = max(fb.get(p.board, 0), p.board_framebuffer_mib)
+    return {board: Ladder(board, fb[board], specs) for board, specs in by_board.items()}
+
+
+def learned_demand(vcpu_milli: int) -> list[engine.Request]:
+    """What people ask for: one request per active template, plus one per desktop requested from it in the
+    last 30 days. FGD and ours score fragmentation against this distribution."""
+    from allocations.models import DesktopTemplate
+
+    since = timezone.now() - timezone.timedelta(days=DEMAND_WINDOW_DAYS)
+    templates = DesktopTemplate.objects.filter(is_active=True).select_related("profile")
+    counts = dict(
+        DesktopTemplate.objects.filter(desktops__requested_at__gte=since)
+        .values_list("pk")
+        .annotate(n=Count("desktops"))
+        .order_by()
     )
+    demand = []
+    for t in templates:
+        demand.extend([shape_of(t, vcpu_milli)] * (1 + counts.get(t.pk, 0)))
+    return demand
 
 
-def _place_passthrough(request: Request, hosts: list[HostState]) -> Decision:
-    wanted = request.model or "any model"
-    best = None
-    enough_gpus = False
-    for host in hosts:
-        free = sorted(
-            g.id
-            for g in host.gpus
-            if g.mode == "passthrough" and g.instances_used == 0 and (not request.model or g.model == request.model)
+class Fleet:
+    """The engine's view of the online fleet, for one process. Thread-safe (one decision at a time).
+
+    Hosts with boards of several models become one engine node per model, each offered the host's
+    free vCPUs and RAM (a request lands on one of them, and the claim re-checks the host's totals)."""
+
+    def __init__(self, policy: str, *, vcpu_milli: int = 1000, demand=None, seed: int = 0):
+        if policy not in engine.POLICIES:
+            raise ValueError(f"unknown placement policy {policy!r}; choose from {sorted(engine.POLICIES)}")
+        self.policy_name = policy
+        self.vcpu_milli = vcpu_milli
+        self.seed = seed
+        self._fixed_demand = list(demand) if demand is not None else None
+        self._lock = threading.Lock()
+        self.cluster: engine.Cluster | None = None
+        self.policy = None
+        self._structure = None
+        self._states: list = []
+        self._node_host: list[int] = []
+        self._node_gpus: list[tuple[int, ...]] = []
+        self._ladders: dict | None = None
+        self._ladders_at = 0.0
+        self._catalog_seen = None
+        self._typical = None
+        self._typical_at = 0.0
+        self.rebuilds = 0
+
+    # -- reading the database ------------------------------------------------------------------
+    def _rows(self):
+        from inventory.choices import GPUMode, HostState
+        from inventory.models import GPU, Host
+
+        hosts = list(
+            Host.objects.filter(state=HostState.ONLINE)
+            .order_by("name")
+            .values_list("id", "name", "cpu_cores", "memory_mib", "vcpus_used", "memory_used_mib")
         )
-        if len(free) < request.gpu_count:
-            continue
-        enough_gpus = True
-        if not _fits_host(request, host):
-            continue
-        key = (len(free) - request.gpu_count, host.free_vcpus - request.vcpus, host.name)
-        if best is None or key < best[0]:
-            best = (key, Decision(host.id, tuple(free[: request.gpu_count])))
-    if best is not None:
-        return best[1]
-    if not enough_gpus:
-        raise NoPlacement(
-            f"No online host has {request.gpu_count} free whole GPU(s) ({wanted}) for passthrough.", "gpu_passthrough"
+        gpus = list(
+            GPU.objects.filter(present=True, host__state=HostState.ONLINE)
+            .exclude(mode=GPUMode.DISABLED)
+            .order_by("host_id", "model", "pci_address")
+            .values_list("id", "host_id", "model", "mode", "current_profile_id", "instances_used")
         )
-    raise NoPlacement(
-        f"No host with {request.gpu_count} free whole GPU(s) also has {request.vcpus} free vCPUs and "
-        f"{request.memory_mib} MiB of free RAM.",
-        "host_cpu_memory",
-    )
+        return hosts, gpus
+
+    def _ladders_now(self) -> dict:
+        """The catalog's ladders: read again when profiles were added or removed, else once a minute."""
+        from inventory.models import VGPUProfile
+
+        now = time.monotonic()
+        seen = VGPUProfile.objects.aggregate(n=Count("id"), top=Max("id"))
+        if self._ladders is None or seen != self._catalog_seen or now - self._ladders_at > CATALOG_TTL_S:
+            ladders = catalog_ladders()
+            if self._ladders is not None and _ladder_sig(ladders) != _ladder_sig(self._ladders):
+                self._structure = None  # the catalog changed: rebuild
+            self._ladders, self._ladders_at, self._catalog_seen = ladders, now, seen
+        return self._ladders
+
+    def _typical_now(self):
+        if self._fixed_demand is not None:
+            if self._typical is None:
+                self._typical = engine.policy_typical(self.policy_name, self._fixed_demand)
+            return self._typical
+        now = time.monotonic()
+        if self._typical is None or now - self._typical_at > TYPICAL_TTL_S:
+            typical = engine.policy_typical(self.policy_name, learned_demand(self.vcpu_milli))
+            if self._typical is not None and typical != self._typical:
+                self._structure = None  # the policy scores against the new distribution: rebuild
+            self._typical, self._typical_at = typical, now
+        return self._typical
+
+    def refresh(self) -> None:
+        """Bring the engine's cluster up to date with the database."""
+        ladders = self._ladders_now()
+        typical = self._typical_now()
+        hosts, gpus = self._rows()
+        unit = self.vcpu_milli
+        by_host: dict[int, dict[str, list]] = {}
+        for gid, hid, model, mode, profile_id, used in gpus:
+            by_host.setdefault(hid, {}).setdefault(model, []).append((gid, mode, profile_id, used))
+        structure, states, node_host, node_gpus, nodes = [], [], [], [], []
+        for hid, name, cores, memory, vcpus_used, mem_used in hosts:
+            groups = by_host.get(hid) or {"": []}
+            cpu_free, mem_free = (cores - vcpus_used) * unit, memory - mem_used
+            for model, rows in groups.items():
+                node_name = name if len(groups) == 1 else f"{name}/{model}"
+                structure.append((hid, node_name, cores, memory, model, tuple((r[0], r[1]) for r in rows)))
+                gstates = tuple(_gpu_state(mode, profile_id, used) for _gid, mode, profile_id, used in rows)
+                states.append((cpu_free, mem_free, gstates))
+                node_host.append(hid)
+                node_gpus.append(tuple(r[0] for r in rows))
+                nodes.append((node_name, cores * unit, memory, model, rows))
+        structure = tuple(structure)
+        if structure != self._structure or self.cluster is None:
+            ladders = dict(ladders)
+            for model in {n[3] for n in nodes} - set(ladders):
+                ladders[model] = Ladder(model, 1, ())  # a board without catalog profiles: whole GPUs only
+            self.cluster = engine.Cluster(
+                [
+                    engine.NodeState(
+                        node_name,
+                        cap,
+                        memory,
+                        model,
+                        [engine.GPUState(mode=_MODE[r[1]]) for r in rows],
+                    )
+                    for node_name, cap, memory, model, rows in nodes
+                ],
+                "vgpu",
+                ladders,
+            )
+            self.policy = engine.make_policy(self.policy_name, self.cluster, seed=self.seed, typical=typical)
+            self._structure = structure
+            self._states = [None] * len(nodes)
+            self._node_host, self._node_gpus = node_host, node_gpus
+            self.rebuilds += 1
+        cluster = self.cluster
+        for i, st in enumerate(states):
+            if st != self._states[i]:
+                cluster.set_node(i, st[0], st[1], [engine.GPUState(*g) for g in st[2]])
+                self._states[i] = st
+
+    # -- deciding ------------------------------------------------------------------------------
+    def place(self, request: engine.Request) -> Choice:
+        with self._lock:
+            self.refresh()
+            decision = self.policy.place(request)
+            if decision is None:
+                raise self._why_not(request)
+            i = decision.node_index
+            return Choice(
+                host_id=self._node_host[i],
+                gpu_ids=tuple(self._node_gpus[i][g] for g in decision.gpus),
+                profile_id=decision.profile_key or None,
+            )
+
+    def _why_not(self, req: engine.Request) -> NoPlacement:
+        """Which resource is short: the board, its instances / whole GPUs, or host vCPUs and RAM."""
+        c = self.cluster
+        wanted = " or ".join(sorted(req.models)) if req.models else "any model"
+        cands = c.candidates(req.models) if req.num_gpu else list(range(c.n))
+        if req.is_share:
+            label = _share_label(c, req)
+            boards = [i for i in cands if c.share_profile(i, req) is not None and c.ngpu[i]]
+            boards = [i for i in boards if any(c.home[i][g] != engine.FREE_WHOLE for g in range(c.ngpu[i]))]
+            if not boards:
+                return NoPlacement(f"No online host has {_a(wanted)} GPU in vGPU mode.", "gpu_model")
+            relaxed = engine.Request(0, 0, 1, req.gpu_milli, req.models, req.series, req.framebuffer)
+            if not any(c.node_fits(i, relaxed) for i in boards):
+                return NoPlacement(
+                    f"No free {label} instance: every {wanted} GPU is full or runs another profile.", "gpu_instances"
+                )
+            short = f"a free {label} instance"
+        elif req.num_gpu:
+            relaxed = engine.Request(0, 0, req.num_gpu, MILLI, req.models)
+            if not any(c.node_fits(i, relaxed) for i in cands):
+                return NoPlacement(
+                    f"No online host has {req.num_gpu} free whole GPU(s) ({wanted}) for passthrough.",
+                    "gpu_passthrough",
+                )
+            short = f"{req.num_gpu} free whole GPU(s)"
+        else:
+            short = "room"
+        return NoPlacement(
+            f"No host with {short} also has {req.cpu_milli // self.vcpu_milli} free vCPUs and "
+            f"{req.memory_mib} MiB of free RAM.",
+            "host_cpu_memory",
+        )
+
+
+def _a(model: str) -> str:
+    return f"an {model}" if model[:1] in "AEIOU" else f"a {model}"
+
+
+def _share_label(c: engine.Cluster, req: engine.Request) -> str:
+    names = set()
+    for i in c.candidates(req.models):
+        key = c.share_profile(i, req)
+        if key is not None:
+            names.add(c.lad[i].name[key])
+    return "/".join(sorted(names)) or "vGPU"
+
+
+def _gpu_state(mode: str, profile_id, used: int) -> tuple:
+    """(used_milli, profile, instances, passthrough, mode) for engine.GPUState."""
+    if profile_id:
+        return (0, profile_id, used, False, _MODE[mode])
+    return (0, 0, 0, bool(used) and mode != "vgpu", _MODE[mode])
+
+
+def _ladder_sig(ladders: dict) -> tuple:
+    return tuple(sorted((m, lad.fb, tuple(sorted(lad.maxi.items()))) for m, lad in ladders.items()))
+
+
+_fleets: dict = {}
+_fleets_lock = threading.Lock()
+
+
+def fleet() -> Fleet:
+    """This process's fleet for the configured policy and vCPU weight."""
+    key = (settings.PORTAL_PLACEMENT_POLICY, settings.PORTAL_PLACEMENT_VCPU_MILLI)
+    with _fleets_lock:
+        f = _fleets.get(key)
+        if f is None:
+            f = _fleets[key] = Fleet(key[0], vcpu_milli=key[1])
+        return f
+
+
+def use_fleet(f: Fleet | None) -> None:
+    """Install ``f`` as this process's fleet for its policy (the replay passes its own demand); None forgets all."""
+    with _fleets_lock:
+        if f is None:
+            _fleets.clear()
+        else:
+            _fleets[(f.policy_name, f.vcpu_milli)] = f
+
+
+def place(template) -> Choice:
+    """The deployment's policy's choice for one desktop of ``template`` (raises NoPlacement)."""
+    f = fleet()
+    return f.place(shape_of(template, f.vcpu_milli))

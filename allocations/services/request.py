@@ -11,6 +11,7 @@ queued to the host's own queue only once everything has committed.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
 from django.db import transaction
 
@@ -21,8 +22,7 @@ from allocations.models import Desktop, DesktopTemplate, Quota, Tenant
 from allocations.services.access import roles_of
 from allocations.services.lifecycle import _enqueue, _record
 from allocations.services.quotas import check_room, usage_of
-from inventory.choices import GPUMode
-from inventory.models import GPU, Host
+from inventory.models import GPU, VGPUProfile
 from inventory.services import capacity
 from inventory.services.capacity import count_placement_failure
 from portal.errors import NotFound, PortalError
@@ -47,82 +47,91 @@ def resolve_tenant(actor, tenant_id: int | None) -> Tenant:
     return tenant
 
 
-def _candidates(template: DesktopTemplate) -> list[placement.HostState]:
-    gpus = GPU.objects.filter(present=True, host__state="online").select_related("current_profile")
+@dataclass(frozen=True)
+class Grant:
+    """What one desktop of a template would take: the placement's choice, the vGPU profile it gets
+    (a share template's is chosen by the placement) and the framebuffer it charges to the quota."""
+
+    choice: placement.Choice
+    profile: VGPUProfile | None
+    framebuffer_mib: int
+
+
+def check_quota_first(quota: Quota, usage, template: DesktopTemplate) -> None:
+    """The quota checks that do not depend on where the desktop lands."""
     if template.profile_id:
-        gpus = gpus.filter(mode=GPUMode.VGPU, model=template.profile.board)
+        check_room(quota, usage, framebuffer_mib=template.profile.framebuffer_mib, profile_name=template.profile.name)
     else:
-        gpus = gpus.filter(mode=GPUMode.PASSTHROUGH)
-        if template.passthrough_model:
-            gpus = gpus.filter(model=template.passthrough_model)
-    by_host: dict[int, list[placement.GPUState]] = {}
-    for gpu in gpus:
-        by_host.setdefault(gpu.host_id, []).append(
-            placement.GPUState(
-                id=gpu.pk,
-                model=gpu.model,
-                mode=gpu.mode,
-                profile=gpu.current_profile.name if gpu.current_profile_id else None,
-                instances_used=gpu.instances_used,
-                max_instances=gpu.current_profile.max_per_gpu if gpu.current_profile_id else 0,
-            )
+        check_room(quota, usage, framebuffer_mib=0, profile_name=None)  # desktops count; the rest once placed
+
+
+def decide(template: DesktopTemplate, quota: Quota, usage) -> Grant:
+    """Where a desktop of ``template`` would go now and what it would charge; raises NoCapacity, or
+    QuotaExceeded when what the placement chose (a share's profile, whole boards) is over quota.
+    Claims nothing: ``request_desktop`` claims the grant, the New-desktop page only shows it."""
+    try:
+        choice = placement.place(template)
+    except placement.NoPlacement as exc:
+        raise NoCapacity(exc.message, details={"resource": exc.resource}) from exc
+    if choice.profile_id:
+        profile = (
+            template.profile
+            if template.profile_id == choice.profile_id
+            else VGPUProfile.objects.get(pk=choice.profile_id)
         )
-    return [
-        placement.HostState(
-            id=host.pk,
-            name=host.name,
-            free_vcpus=host.cpu_cores - host.vcpus_used,
-            free_memory_mib=host.memory_mib - host.memory_used_mib,
-            gpus=tuple(by_host.get(host.pk, ())),
+        grant = Grant(choice, profile, profile.framebuffer_mib)
+    else:
+        fb = sum(GPU.objects.filter(pk__in=choice.gpu_ids).values_list("framebuffer_mib", flat=True))
+        grant = Grant(choice, None, fb)
+    if not template.profile_id:
+        check_room(
+            quota,
+            usage,
+            framebuffer_mib=grant.framebuffer_mib,
+            profile_name=grant.profile.name if grant.profile else None,
         )
-        for host in Host.objects.online().filter(pk__in=by_host)
-    ]
+    return grant
 
 
-def _request_shape(template: DesktopTemplate) -> placement.Request:
-    profile = template.profile
-    return placement.Request(
-        vcpus=template.vcpus,
-        memory_mib=template.memory_mib,
-        profile=placement.Profile(profile.name, profile.board, profile.framebuffer_mib, profile.max_per_gpu)
-        if profile
-        else None,
-        gpu_count=template.gpu_count,
-        model=template.passthrough_model,
-    )
-
-
-def _claim(template: DesktopTemplate, decision: placement.Decision) -> bool:
-    """Take the decision's capacity, all or nothing (the caller wraps this in a savepoint)."""
-    if not capacity.claim_host(decision.host_id, template.vcpus, template.memory_mib):
+def _claim(template: DesktopTemplate, grant: Grant) -> bool:
+    """Take the grant's capacity, all or nothing (the caller wraps this in a savepoint)."""
+    choice = grant.choice
+    if not capacity.claim_host(choice.host_id, template.vcpus, template.memory_mib):
         return False
-    if template.profile_id:
-        return capacity.claim_vgpu(decision.gpu_ids[0], template.profile)
-    return capacity.claim_whole_gpus(list(decision.gpu_ids))
-
-
-def passthrough_framebuffer(decision: placement.Decision) -> int:
-    """What whole GPUs charge to the quota: their boards' framebuffer."""
-    return sum(GPU.objects.filter(pk__in=decision.gpu_ids).values_list("framebuffer_mib", flat=True))
+    if grant.profile is not None:
+        return capacity.claim_vgpu(choice.gpu_ids[0], grant.profile)
+    if choice.gpu_ids:
+        return capacity.claim_whole_gpus(list(choice.gpu_ids))
+    return True
 
 
 class _LostRace(Exception):
     pass
 
 
-def request_desktop(*, actor, template_id: int, duration_hours: int, name: str = "", tenant_id=None) -> Desktop:
+def request_desktop(
+    *, actor, template_id: int, duration_hours: int, name: str = "", tenant_id=None, queue_provisioning: bool = True
+) -> Desktop:
     """Ask for a desktop (see ``_request_desktop``); placement failures are counted by reason for /metrics,
-    outside the transaction that rolled back."""
+    outside the transaction that rolled back. ``queue_provisioning=False`` claims and records without
+    building anything (the trace replay's scratch database has no hosts to build on)."""
     try:
         return _request_desktop(
-            actor=actor, template_id=template_id, duration_hours=duration_hours, name=name, tenant_id=tenant_id
+            actor=actor,
+            template_id=template_id,
+            duration_hours=duration_hours,
+            name=name,
+            tenant_id=tenant_id,
+            queue_provisioning=queue_provisioning,
         )
     except NoCapacity as exc:
         count_placement_failure(exc.details.get("resource", "unknown"))
         raise
 
 
-def _request_desktop(*, actor, template_id: int, duration_hours: int, name: str = "", tenant_id=None) -> Desktop:
+def _request_desktop(
+    *, actor, template_id: int, duration_hours: int, name: str = "", tenant_id=None, queue_provisioning: bool = True
+) -> Desktop:
     """Ask for a desktop. Returns it REQUESTED with its capacity claimed and provisioning queued;
     raises NotFound/NotAllowed, QuotaExceeded or NoCapacity (409) with a message for people."""
     tenant = resolve_tenant(actor, tenant_id)
@@ -131,7 +140,6 @@ def _request_desktop(*, actor, template_id: int, duration_hours: int, name: str 
         raise NotFound("No such desktop template is offered to your tenant.")
     if duration_hours < 1:
         raise PortalError("A desktop lasts at least one hour (duration_hours ≥ 1).")
-    shape = _request_shape(template)
 
     with transaction.atomic():
         quota = Quota.objects.select_for_update().get(tenant=tenant)  # one tenant's requests queue up here
@@ -141,24 +149,14 @@ def _request_desktop(*, actor, template_id: int, duration_hours: int, name: str 
                 details={"resource": "desktop_hours", "allowed": quota.max_desktop_hours, "requested": duration_hours},
             )
         usage = usage_of(tenant)
-        fb_per_gpu = template.profile.framebuffer_mib if template.profile_id else 0
-        if template.profile_id:
-            check_room(quota, usage, framebuffer_mib=fb_per_gpu, profile_name=template.profile.name)
-        else:
-            check_room(quota, usage, framebuffer_mib=0, profile_name=None)  # desktops count; framebuffer below
+        check_quota_first(quota, usage, template)
         for _attempt in range(CLAIM_ATTEMPTS):
-            try:
-                decision = placement.place(shape, _candidates(template))
-            except placement.NoPlacement as exc:
-                raise NoCapacity(exc.message, details={"resource": exc.resource}) from exc
+            grant = decide(template, quota, usage)
             try:
                 with transaction.atomic():  # savepoint: a lost race undoes only this attempt
-                    if not _claim(template, decision):
+                    if not _claim(template, grant):
                         raise _LostRace
-                    if not template.profile_id:
-                        fb_per_gpu = passthrough_framebuffer(decision)
-                        check_room(quota, usage, framebuffer_mib=fb_per_gpu, profile_name=None)
-                    desktop = _create(actor, tenant, template, decision, duration_hours, name, fb_per_gpu)
+                    desktop = _create(actor, tenant, template, grant, duration_hours, name)
                 break
             except _LostRace:
                 continue
@@ -167,25 +165,27 @@ def _request_desktop(*, actor, template_id: int, duration_hours: int, name: str 
                 "Capacity changed while placing your desktop and none was left; try again.",
                 details={"resource": "contention"},
             )
-        _enqueue("provision", desktop)
+        if queue_provisioning:
+            _enqueue("provision", desktop)
     return desktop
 
 
-def _create(actor, tenant, template, decision, duration_hours, name, framebuffer_mib) -> Desktop:
+def _create(actor, tenant, template, grant: Grant, duration_hours, name) -> Desktop:
+    decision, profile = grant.choice, grant.profile
     desktop = Desktop.objects.create(
         name=(name or template.name)[:100],
         tenant=tenant,
         owner=actor,
         template=template,
-        profile=template.profile,
+        profile=profile,
         gpu_count=template.gpu_count,
         vcpus=template.vcpus,
         memory_mib=template.memory_mib,
-        framebuffer_mib=framebuffer_mib,
+        framebuffer_mib=grant.framebuffer_mib,
         duration_hours=duration_hours,
         status=DesktopStatus.REQUESTED,
         host_id=decision.host_id,
-        mdev_uuid=uuid.uuid4() if template.profile_id else None,
+        mdev_uuid=uuid.uuid4() if profile else None,
         domain_uuid=uuid.uuid4(),
     )
     desktop.domain_name = f"desktop-{desktop.pk}"
@@ -200,12 +200,12 @@ def _create(actor, tenant, template, decision, duration_hours, name, framebuffer
         after={
             "status": desktop.status,
             "template": template.name,
-            "profile": template.profile.name if template.profile_id else None,
+            "profile": profile.name if profile else None,
             "gpu_count": desktop.gpu_count,
             "host": decision.host_id,
             "gpus": list(decision.gpu_ids),
             "duration_hours": duration_hours,
-            "framebuffer_mib": framebuffer_mib,
+            "framebuffer_mib": grant.framebuffer_mib,
         },
     )
     return Desktop.objects.select_related("host", "tenant").get(pk=desktop.pk)

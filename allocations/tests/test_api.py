@@ -4,7 +4,7 @@ import pytest
 from django.db import IntegrityError, transaction
 
 from allocations.choices import Role
-from allocations.models import Membership, ProfileQuota, Tenant
+from allocations.models import DesktopTemplate, Membership, ProfileQuota, Tenant
 from allocations.tests.factories import make_template
 from audit.models import AuditEvent
 from inventory.tests.factories import make_profile
@@ -118,16 +118,46 @@ def test_template_rules(api, platform_admin, tenant):
     base = {"vcpus": 4, "memory_mib": 8192, "disk_image": "d.qcow2", "allowed_tenants": [tenant.pk]}
     several = client.post("/api/templates/", {**base, "name": "x", "profile": "A40-8Q", "gpu_count": 2}, format="json")
     assert several.status_code == 400
-    assert "use passthrough for several GPUs" in several.json()["error"]["message"]
+    assert "use whole GPUs for several" in several.json()["error"]["message"]
     passthrough = client.post(
         "/api/templates/",
-        {**base, "name": "Whole", "profile": None, "gpu_count": 2, "passthrough_model": "A40"},
+        {**base, "name": "Whole", "profile": None, "gpu_count": 2, "gpu_models": ["A40"]},
         format="json",
     )
     assert passthrough.status_code == 201, passthrough.content
     assert passthrough.json()["is_passthrough"] is True and passthrough.json()["framebuffer_mib"] is None
     tiny = client.post("/api/templates/", {**base, "name": "Tiny", "profile": "A40-8Q", "vcpus": 0}, format="json")
     assert tiny.status_code == 400 and "vcpus" in tiny.json()["error"]["fields"]
+
+
+def test_share_and_no_gpu_templates(api, platform_admin, tenant):
+    make_profile("A40-8Q")
+    client = api.as_user(platform_admin)
+    base = {"vcpus": 4, "memory_mib": 8192, "disk_image": "d.qcow2", "allowed_tenants": [tenant.pk]}
+    share = client.post(
+        "/api/templates/",
+        {**base, "name": "Quarter", "gpu_share_milli": 250, "gpu_models": ["A40", "L40S"], "profile_series": "B"},
+        format="json",
+    )
+    assert share.status_code == 201, share.content
+    body = share.json()
+    assert body["kind"] == "vgpu-share" and body["gpu_models"] == ["A40", "L40S"] and body["profile_series"] == "B"
+    assert body["gpu_summary"] == "vGPU ≥ 25% of a board (B-series, A40 or L40S)"
+    none = client.post("/api/templates/", {**base, "name": "Office", "gpu_count": 0}, format="json")
+    assert none.status_code == 201 and none.json()["kind"] == "none" and none.json()["gpu_summary"] == "No GPU"
+    refused = {
+        "both": {"profile": "A40-8Q", "gpu_share_milli": 250},
+        "several": {"gpu_share_milli": 250, "gpu_count": 2},
+        "models with a profile": {"profile": "A40-8Q", "gpu_models": ["A40"]},
+        "a whole board as a share": {"gpu_share_milli": 1000},
+        "models without a GPU": {"gpu_count": 0, "gpu_models": ["A40"]},
+        "not a list": {"gpu_share_milli": 250, "gpu_models": "A40"},
+    }
+    for label, fields in refused.items():
+        response = client.post("/api/templates/", {**base, "name": label, **fields}, format="json")
+        assert response.status_code == 400, (label, response.content)
+        assert response.json()["error"]["message"], label
+    assert DesktopTemplate.objects.count() == 2
 
 
 def test_deleting_a_profile_in_use_is_a_409_naming_the_user(api, platform_admin, tenant):

@@ -183,9 +183,7 @@ def test_passthrough_takes_whole_free_gpus_of_one_host(lab, tenant, tenant_membe
     host = lab("lab-l40s=L40Sx2:passthrough")
     tenant.quota.max_framebuffer_mib = 10**6
     tenant.quota.save()
-    template = make_template(
-        "Two L40S", tenants=[tenant], gpu_count=2, passthrough_model="L40S", vcpus=16, memory_mib=65536
-    )
+    template = make_template("Two L40S", tenants=[tenant], gpu_count=2, gpu_models=["L40S"], vcpus=16, memory_mib=65536)
     with run_tasks():
         desktop = ask(tenant_member, template)
     desktop.refresh_from_db()

@@ -18,7 +18,7 @@ def offered(catalog, tenant):
     small = make_template(
         "Office", profile=VGPUProfile.objects.get(name="A40-8Q"), tenants=[tenant], vcpus=2, memory_mib=4096
     )
-    whole = make_template("Whole L40S", tenants=[tenant], passthrough_model="L40S", vcpus=8, memory_mib=8192)
+    whole = make_template("Whole L40S", tenants=[tenant], gpu_models=["L40S"], vcpus=8, memory_mib=8192)
     return small, whole
 
 

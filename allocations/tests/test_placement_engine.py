@@ -190,8 +190,16 @@ def invariants(c: Cluster):
         assert 0 <= c.mem_free[i] <= c.mem_cap[i]
         for g in range(c.ngpu[i]):
             assert 0 <= c.left[i][g] <= 1000
-            if c.vgpu and c.prof[i][g]:
-                assert 1 <= c.used[i][g] <= c.fb[i] // c.prof[i][g]
+            if not c.vgpu:
+                continue
+            p = c.prof[i][g]
+            if p > 0:
+                assert 1 <= c.used[i][g] <= c.lad[i].maxi[p]
+                assert c.home[i][g] != engine.FREE_WHOLE  # a whole-only GPU never runs a profile
+            elif p == engine.WHOLE:
+                assert c.used[i][g] == 1 and c.home[i][g] != engine.EMPTY_VGPU  # a vGPU-only GPU is never whole
+            else:
+                assert p == c.home[i][g] and c.used[i][g] == 0
 
 
 @pytest.mark.parametrize("model", ["fractional", "vgpu"])

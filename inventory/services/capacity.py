@@ -27,13 +27,17 @@ def claim_host(host_id: int, vcpus: int, memory_mib: int) -> bool:
     )
 
 
+VGPU_MODES = (GPUMode.VGPU, GPUMode.FLEXIBLE)
+WHOLE_MODES = (GPUMode.PASSTHROUGH, GPUMode.FLEXIBLE)
+
+
 def claim_vgpu(gpu_id: int, profile: VGPUProfile) -> bool:
     """One instance of ``profile`` on the GPU: it must run that profile with room left, or be empty."""
     room = Q(current_profile=profile, instances_used__lt=profile.max_per_gpu) | Q(
         current_profile__isnull=True, instances_used=0
     )
     return (
-        GPU.objects.filter(room, pk=gpu_id, mode=GPUMode.VGPU, present=True, model=profile.board).update(
+        GPU.objects.filter(room, pk=gpu_id, mode__in=VGPU_MODES, present=True, model=profile.board).update(
             current_profile=profile, instances_used=F("instances_used") + 1
         )
         == 1
@@ -41,9 +45,10 @@ def claim_vgpu(gpu_id: int, profile: VGPUProfile) -> bool:
 
 
 def claim_whole_gpus(gpu_ids: list[int]) -> bool:
-    taken = GPU.objects.filter(pk__in=gpu_ids, mode=GPUMode.PASSTHROUGH, present=True, instances_used=0).update(
-        instances_used=1
-    )
+    """The GPUs whole: each must be in a mode that allows it and hold nothing (no vGPU, not taken)."""
+    taken = GPU.objects.filter(
+        pk__in=gpu_ids, mode__in=WHOLE_MODES, present=True, instances_used=0, current_profile__isnull=True
+    ).update(instances_used=1)
     return taken == len(set(gpu_ids))
 
 
@@ -56,7 +61,7 @@ def release_host(host_id: int, vcpus: int, memory_mib: int) -> None:
 def release_gpus(gpu_ids: list[int]) -> None:
     """Return one instance on each GPU; a vGPU board left empty forgets its profile (it may take any type)."""
     GPU.objects.filter(pk__in=gpu_ids, instances_used__gt=0).update(instances_used=F("instances_used") - 1)
-    GPU.objects.filter(pk__in=gpu_ids, instances_used=0, mode=GPUMode.VGPU).update(current_profile=None)
+    GPU.objects.filter(pk__in=gpu_ids, instances_used=0, mode__in=VGPU_MODES).update(current_profile=None)
 
 
 def count_placement_failure(reason: str) -> None:

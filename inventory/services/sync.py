@@ -181,7 +181,7 @@ def _sync_current_profile(row: GPU, gpu, type_ids_in_use: set[str], profiles: di
     hold instances on it (``instances_used``) the scheduler's profile stands. A free board that holds
     vGPU instances (e.g. left by a failed teardown) runs their type until they are removed; a free
     board that holds none runs nothing, so it may take any type again."""
-    if row.mode != GPUMode.VGPU or row.instances_used:
+    if row.mode not in (GPUMode.VGPU, GPUMode.FLEXIBLE) or row.instances_used:
         return
     profile = None
     if type_ids_in_use:

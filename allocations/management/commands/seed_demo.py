@@ -31,11 +31,20 @@ USERS = [
     ("bob", Role.TENANT_MEMBER, "globex"),
 ]
 TEMPLATES = [
-    # name, profile or None, passthrough model, vcpus, memory MiB, image, tenants
-    ("CAD workstation (A40-8Q)", "A40-8Q", "", 8, 16384, "debian-12-desktop.qcow2", ["acme", "globex"]),
-    ("Office desktop (A16-2B)", "A16-2B", "", 2, 4096, "debian-12-desktop.qcow2", ["acme", "globex"]),
-    ("Render node (A40-24Q)", "A40-24Q", "", 16, 65536, "debian-12-render.qcow2", ["acme"]),
-    ("Whole L40S (passthrough)", None, "L40S", 16, 65536, "debian-12-cuda.qcow2", ["acme"]),
+    # name, GPU part, vcpus, memory MiB, image, tenants. GPU part: a profile name, {"share": milli,
+    # "models": [...]} (the scheduler picks the board and profile), or {"whole": n, "models": [...]}.
+    ("CAD workstation (A40-8Q)", "A40-8Q", 8, 16384, "debian-12-desktop.qcow2", ["acme", "globex"]),
+    ("Office desktop (A16-2B)", "A16-2B", 2, 4096, "debian-12-desktop.qcow2", ["acme", "globex"]),
+    ("Render node (A40-24Q)", "A40-24Q", 16, 65536, "debian-12-render.qcow2", ["acme"]),
+    ("Whole L40S (passthrough)", {"whole": 1, "models": ["L40S"]}, 16, 65536, "debian-12-cuda.qcow2", ["acme"]),
+    (
+        "Any workstation (¼ board, Q)",
+        {"share": 250, "models": []},
+        4,
+        8192,
+        "debian-12-desktop.qcow2",
+        ["acme", "globex"],
+    ),
 ]
 
 
@@ -65,7 +74,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         profiles = {p.name: p for p in VGPUProfile.objects.all()}
-        needed = [t[1] for t in TEMPLATES if t[1]]
+        needed = [t[1] for t in TEMPLATES if isinstance(t[1], str)]
         if not all(name in profiles for name in needed):
             raise CommandError("The vGPU catalog is not loaded: run `manage.py seed_profiles` first.")
         passwords = _passwords()
@@ -86,12 +95,15 @@ class Command(BaseCommand):
                     user.is_staff = user.is_superuser = True
                 user.save()
                 Membership.objects.get_or_create(user=user, role=role, tenant=tenants.get(slug))
-            for name, profile, model, vcpus, memory, image, slugs in TEMPLATES:
+            for name, gpu, vcpus, memory, image, slugs in TEMPLATES:
+                spec = {} if isinstance(gpu, str) else gpu
                 template, created = DesktopTemplate.objects.get_or_create(
                     name=name,
                     defaults={
-                        "profile": profiles.get(profile) if profile else None,
-                        "passthrough_model": model,
+                        "profile": profiles[gpu] if isinstance(gpu, str) else None,
+                        "gpu_share_milli": spec.get("share"),
+                        "gpu_count": spec.get("whole", 1),
+                        "gpu_models": spec.get("models", []),
                         "vcpus": vcpus,
                         "memory_mib": memory,
                         "disk_image": image,

@@ -34,7 +34,7 @@ def lab_with_worker(lab, catalog, tenant, other_tenant, celery_worker_for):
         memory_mib=8192,
         description="8 GiB vGPU for CAD and visualisation",
     )
-    make_template("Whole L40S", tenants=[tenant], passthrough_model="L40S", vcpus=16, memory_mib=65536)
+    make_template("Whole L40S", tenants=[tenant], gpu_models=["L40S"], vcpus=16, memory_mib=65536)
     celery_worker_for(host)
     return host, template
 
