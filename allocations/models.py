@@ -95,13 +95,29 @@ class Quota(models.Model):
     max_desktop_hours = models.PositiveIntegerField(
         default=8, validators=[MinValueValidator(1), MaxValueValidator(24 * 90)], help_text="Longest single desktop."
     )
+    # What the tenant holds now (desktops in flight included): raised by the request service under this row's
+    # lock, lowered when a desktop gives its capacity back (``lifecycle.free_capacity``), in the same
+    # transactions, so checking a request is O(1) however many desktops the tenant has.
+    desktops_held = models.PositiveIntegerField(default=0, editable=False)
+    framebuffer_held_mib = models.PositiveBigIntegerField(default=0, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["tenant__name"]
 
+    COUNTERS = ("desktops_held", "framebuffer_held_mib")
+
     def __str__(self) -> str:
         return f"Quota of {self.tenant}"
+
+    def save(self, *args, **kwargs):
+        """Saving a quota never writes the held counters (a copy read earlier would turn them back);
+        they only move by the increments of requests and releases."""
+        if not self._state.adding and kwargs.get("update_fields") is None:
+            kwargs["update_fields"] = [
+                f.name for f in self._meta.concrete_fields if not f.primary_key and f.name not in self.COUNTERS
+            ]
+        super().save(*args, **kwargs)
 
 
 class ProfileQuota(models.Model):

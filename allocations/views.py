@@ -31,7 +31,8 @@ from portal.ui import role_required
 
 
 def _usage_rows(tenant: Tenant) -> list[dict]:
-    quota, usage = tenant.quota, usage_of(tenant)
+    quota = tenant.quota
+    usage = usage_of(tenant, quota)
     rows = [
         {"label": "Desktops", "used": usage.desktops, "allowed": quota.max_desktops, "unit": ""},
         {"label": "Framebuffer", "used": usage.framebuffer_mib, "allowed": quota.max_framebuffer_mib, "unit": "MiB"},

@@ -86,6 +86,11 @@ class Host(models.Model):
     telemetry_status = models.CharField(max_length=200, blank=True, help_text="Last telemetry error, empty when OK.")
     vcpus_used = models.PositiveIntegerField(default=0, help_text="vCPUs claimed by desktops placed here.")
     memory_used_mib = models.PositiveBigIntegerField(default=0, help_text="RAM claimed by desktops placed here.")
+    capacity_version = models.PositiveBigIntegerField(
+        default=0,
+        help_text="Bumped by every claim and release on this host or its GPUs (in the same UPDATE as the host's "
+        "counters), so the scheduler's cache re-reads only hosts that changed.",
+    )
     lab_xml = models.CharField(
         max_length=500,
         blank=True,

@@ -29,7 +29,8 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db.models import Count, Max
+from django.db import connection
+from django.db.models import Count
 from django.utils import timezone
 
 from allocations.placement import engine
@@ -37,6 +38,7 @@ from allocations.placement.engine import MILLI, Ladder, ProfileSpec
 
 TYPICAL_TTL_S = 600  # how long the learned demand distribution is kept before it is read again
 CATALOG_TTL_S = 60
+FULL_REFRESH_S = 10  # a full read of the GPU rows at least this often, whatever the change detection says
 DEMAND_WINDOW_DAYS = 30
 
 
@@ -129,6 +131,10 @@ class Fleet:
         self.cluster: engine.Cluster | None = None
         self.policy = None
         self._structure = None
+        self._node_of: dict = {}
+        self._hosts: list = []
+        self._fingerprint = None
+        self._full_at = 0.0
         self._states: list = []
         self._node_host: list[int] = []
         self._node_gpus: list[tuple[int, ...]] = []
@@ -140,29 +146,55 @@ class Fleet:
         self.rebuilds = 0
 
     # -- reading the database ------------------------------------------------------------------
-    def _rows(self):
-        from inventory.choices import GPUMode, HostState
-        from inventory.models import GPU, Host
+    def _host_rows(self) -> list[tuple]:
+        """Online hosts: (id, name, cpu_cores, memory_mib, vcpus_used, memory_used_mib, capacity_version)."""
+        from inventory.choices import HostState
+        from inventory.models import Host
 
-        hosts = list(
-            Host.objects.filter(state=HostState.ONLINE)
-            .order_by("name")
-            .values_list("id", "name", "cpu_cores", "memory_mib", "vcpus_used", "memory_used_mib")
-        )
-        gpus = list(
-            GPU.objects.filter(present=True, host__state=HostState.ONLINE)
-            .exclude(mode=GPUMode.DISABLED)
-            .order_by("host_id", "model", "pci_address")
-            .values_list("id", "host_id", "model", "mode", "current_profile_id", "instances_used")
-        )
-        return hosts, gpus
+        with connection.cursor() as cur:
+            cur.execute(
+                f"SELECT id, name, cpu_cores, memory_mib, vcpus_used, memory_used_mib, capacity_version "
+                f"FROM {Host._meta.db_table} WHERE state = %s ORDER BY name",
+                [HostState.ONLINE],
+            )
+            return cur.fetchall()
 
-    def _ladders_now(self) -> dict:
+    def _fingerprint_now(self) -> tuple:
+        """Changes whenever a GPU row is added, removed or saved (mode, presence, model, discovery), and
+        whenever catalog profiles are added or removed."""
+        from inventory.models import GPU, VGPUProfile
+
+        gpu, profile = GPU._meta.db_table, VGPUProfile._meta.db_table
+        with connection.cursor() as cur:
+            cur.execute(
+                f"SELECT (SELECT COUNT(*) FROM {gpu}), (SELECT MAX(updated_at) FROM {gpu}), "
+                f"(SELECT MAX(id) FROM {gpu}), (SELECT COUNT(*) FROM {profile}), (SELECT MAX(id) FROM {profile})"
+            )
+            return tuple(cur.fetchone())
+
+    def _gpu_rows(self, host_ids=None) -> dict[int, list[tuple]]:
+        """host id → its usable GPUs as (id, model, mode, current_profile_id, instances_used), by model and PCI."""
+        from inventory.choices import GPUMode
+        from inventory.models import GPU
+
+        sql = (
+            f"SELECT host_id, id, model, mode, current_profile_id, instances_used FROM {GPU._meta.db_table} "
+            f"WHERE present AND mode <> %s"
+        )
+        params: list = [GPUMode.DISABLED]
+        if host_ids is not None:
+            sql += f" AND host_id IN ({', '.join(['%s'] * len(host_ids))})"
+            params += list(host_ids)
+        out: dict[int, list[tuple]] = {}
+        with connection.cursor() as cur:
+            cur.execute(sql + " ORDER BY host_id, model, pci_address", params)
+            for hid, *row in cur.fetchall():
+                out.setdefault(hid, []).append(tuple(row))
+        return out
+
+    def _ladders_now(self, seen: tuple) -> dict:
         """The catalog's ladders: read again when profiles were added or removed, else once a minute."""
-        from inventory.models import VGPUProfile
-
         now = time.monotonic()
-        seen = VGPUProfile.objects.aggregate(n=Count("id"), top=Max("id"))
         if self._ladders is None or seen != self._catalog_seen or now - self._ladders_at > CATALOG_TTL_S:
             ladders = catalog_ladders()
             if self._ladders is not None and _ladder_sig(ladders) != _ladder_sig(self._ladders):
@@ -183,27 +215,69 @@ class Fleet:
             self._typical, self._typical_at = typical, now
         return self._typical
 
-    def refresh(self) -> None:
-        """Bring the engine's cluster up to date with the database."""
-        ladders = self._ladders_now()
+    def refresh(self, full: bool = False) -> None:
+        """Bring the engine's cluster up to date with the database.
+
+        Every decision reads the online hosts' rows (one query) and the GPU table's fingerprint; GPU
+        rows are read again only for hosts whose counters or ``capacity_version`` moved (claims and
+        releases bump it in the same UPDATE). Everything is read (``full``) when the fingerprint, the
+        set of hosts or the catalog changed, every ``FULL_REFRESH_S``, and whenever the caller asks:
+        after a lost claim and before answering "no capacity", so a stale view can cost a retry but
+        never a wrong answer."""
+        fingerprint = self._fingerprint_now()
+        ladders = self._ladders_now(fingerprint[3:])
         typical = self._typical_now()
-        hosts, gpus = self._rows()
+        hosts = self._host_rows()
+        now = time.monotonic()
+        full = (
+            full
+            or self.cluster is None
+            or self._structure is None  # the catalog or the learned demand changed
+            or fingerprint != self._fingerprint
+            or now - self._full_at > FULL_REFRESH_S
+            or [h[:4] for h in hosts] != [h[:4] for h in self._hosts]
+        )
+        if full:
+            gpus = self._gpu_rows()
+            self._fingerprint, self._full_at = fingerprint, now
+            changed = None
+        else:
+            changed = [h[0] for h, old in zip(hosts, self._hosts, strict=True) if h != old]
+            if not changed:
+                return
+            gpus = self._gpu_rows(changed)
+        self._hosts = hosts
+        self._apply(hosts, gpus, changed, ladders, typical)
+
+    def _apply(self, hosts, gpus, changed, ladders, typical) -> None:
         unit = self.vcpu_milli
-        by_host: dict[int, dict[str, list]] = {}
-        for gid, hid, model, mode, profile_id, used in gpus:
-            by_host.setdefault(hid, {}).setdefault(model, []).append((gid, mode, profile_id, used))
+        wanted = None if changed is None else set(changed)
         structure, states, node_host, node_gpus, nodes = [], [], [], [], []
-        for hid, name, cores, memory, vcpus_used, mem_used in hosts:
-            groups = by_host.get(hid) or {"": []}
+        for hid, name, cores, memory, vcpus_used, mem_used, _version in hosts:
+            if wanted is not None and hid not in wanted:
+                continue
+            groups: dict[str, list] = {}
+            for row in gpus.get(hid, ()):
+                groups.setdefault(row[1], []).append(row)
+            groups = groups or {"": []}
             cpu_free, mem_free = (cores - vcpus_used) * unit, memory - mem_used
             for model, rows in groups.items():
                 node_name = name if len(groups) == 1 else f"{name}/{model}"
-                structure.append((hid, node_name, cores, memory, model, tuple((r[0], r[1]) for r in rows)))
-                gstates = tuple(_gpu_state(mode, profile_id, used) for _gid, mode, profile_id, used in rows)
-                states.append((cpu_free, mem_free, gstates))
+                structure.append((hid, node_name, model, tuple((r[0], r[2]) for r in rows)))
+                states.append((cpu_free, mem_free, tuple(_gpu_state(r[2], r[3], r[4]) for r in rows)))
                 node_host.append(hid)
                 node_gpus.append(tuple(r[0] for r in rows))
                 nodes.append((node_name, cores * unit, memory, model, rows))
+        if wanted is not None:
+            # Only some hosts moved: same GPUs and modes (else the fingerprint would have changed)?
+            index = [self._node_of.get(s[:2]) for s in structure]
+            if None in index or any(self._structure[i] != s for i, s in zip(index, structure, strict=True)):
+                return self.refresh(full=True)
+            for i, st in zip(index, states, strict=True):
+                if st != self._states[i]:
+                    self.cluster.set_node(i, st[0], st[1], [engine.GPUState(*g) for g in st[2]])
+                    self._states[i] = st
+            return None
         structure = tuple(structure)
         if structure != self._structure or self.cluster is None:
             ladders = dict(ladders)
@@ -211,13 +285,7 @@ class Fleet:
                 ladders[model] = Ladder(model, 1, ())  # a board without catalog profiles: whole GPUs only
             self.cluster = engine.Cluster(
                 [
-                    engine.NodeState(
-                        node_name,
-                        cap,
-                        memory,
-                        model,
-                        [engine.GPUState(mode=_MODE[r[1]]) for r in rows],
-                    )
+                    engine.NodeState(node_name, cap, memory, model, [engine.GPUState(mode=_MODE[r[2]]) for r in rows])
                     for node_name, cap, memory, model, rows in nodes
                 ],
                 "vgpu",
@@ -225,20 +293,26 @@ class Fleet:
             )
             self.policy = engine.make_policy(self.policy_name, self.cluster, seed=self.seed, typical=typical)
             self._structure = structure
+            self._node_of = {s[:2]: i for i, s in enumerate(structure)}
             self._states = [None] * len(nodes)
             self._node_host, self._node_gpus = node_host, node_gpus
             self.rebuilds += 1
-        cluster = self.cluster
         for i, st in enumerate(states):
             if st != self._states[i]:
-                cluster.set_node(i, st[0], st[1], [engine.GPUState(*g) for g in st[2]])
+                self.cluster.set_node(i, st[0], st[1], [engine.GPUState(*g) for g in st[2]])
                 self._states[i] = st
+        return None
 
     # -- deciding ------------------------------------------------------------------------------
-    def place(self, request: engine.Request) -> Choice:
+    def place(self, request: engine.Request, *, fresh: bool = False) -> Choice:
+        """The policy's choice on the fleet as the database has it now. ``fresh`` reads every row
+        first (the request service asks for it after losing a claim)."""
         with self._lock:
-            self.refresh()
+            self.refresh(full=fresh)
             decision = self.policy.place(request)
+            if decision is None and not fresh:
+                self.refresh(full=True)  # "no" is only ever said on a full read
+                decision = self.policy.place(request)
             if decision is None:
                 raise self._why_not(request)
             i = decision.node_index
@@ -283,7 +357,7 @@ class Fleet:
 
 
 def _a(model: str) -> str:
-    return f"an {model}" if model[:1] in "AEIOU" else f"a {model}"
+    return f"an {model}" if model[:1] in "AEFHILMNORSX" else f"a {model}"  # as read aloud: an A40, an L40S
 
 
 def _share_label(c: engine.Cluster, req: engine.Request) -> str:
@@ -329,7 +403,7 @@ def use_fleet(f: Fleet | None) -> None:
             _fleets[(f.policy_name, f.vcpu_milli)] = f
 
 
-def place(template) -> Choice:
+def place(template, *, fresh: bool = False) -> Choice:
     """The deployment's policy's choice for one desktop of ``template`` (raises NoPlacement)."""
     f = fleet()
-    return f.place(shape_of(template, f.vcpu_milli))
+    return f.place(shape_of(template, f.vcpu_milli), fresh=fresh)

@@ -991,14 +991,15 @@ class SlotFragModel:
                 whole = tp.whole
                 size = 0 if whole or not self.vgpu else lad.choose(tp.gpu_milli, tp.series, tp.framebuffer)
                 if (tp.models is not None and model not in tp.models) or size is None:
-                    lst.append((p, None, 0, 0, True, 0, 0, 0, 0))
+                    lst.append((p, None, 0, 0, True, 0, 0, 0, 1, 0))
                     continue
+                # usable capacity of k copies = k * num // den (vgpu: floored once, like free capacity)
                 if whole:
-                    unit = tp.num_gpu * MILLI
+                    num, den = tp.num_gpu * MILLI, 1
                 elif self.vgpu:
-                    unit = lad.unit_milli(size)
+                    num, den = lad.size[size] * MILLI, lad.fb
                 else:
-                    unit = tp.gpu_milli
+                    num, den = tp.gpu_milli, 1
                 lst.append(
                     (
                         p,
@@ -1008,7 +1009,8 @@ class SlotFragModel:
                         whole,
                         size,
                         tp.memory_mib if self.mem else 0,
-                        unit,
+                        num,
+                        den,
                         lad.maxi[size] if size else 0,
                     )
                 )
@@ -1032,7 +1034,7 @@ class SlotFragModel:
         total = sum(lefts)
         f = 0.0
         if total > 0:
-            for p, tc, tn, tm, whole, size, tmem, unit, per in tasks:
+            for p, tc, tn, tm, whole, size, tmem, num, den, per in tasks:
                 if tc is None:
                     f += p * total
                     continue
@@ -1057,7 +1059,7 @@ class SlotFragModel:
                     km = mem_free // tmem
                     if km < k:
                         k = km
-                usable = k * unit
+                usable = k * num // den
                 if usable < total:
                     f += p * (total - usable)
             if self.lam:

@@ -22,7 +22,7 @@ def offers_for(tenant: Tenant) -> list[Offer]:
     """One offer per template the tenant may use, evaluated by the request's own ``check_quota_first``
     and ``decide`` (placement by the deployment's policy, then the quota checks that depend on it)."""
     quota = tenant.quota
-    usage = usage_of(tenant)
+    usage = usage_of(tenant, quota)
     offers = []
     for template in tenant.templates.filter(is_active=True).select_related("profile").order_by("name"):
         try:

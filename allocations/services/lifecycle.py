@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from allocations.choices import FINAL_STATUSES, TRANSITIONS, DesktopStatus, EndReason
@@ -60,6 +61,10 @@ def free_capacity(desktop: Desktop) -> bool:
     if not Desktop.objects.filter(pk=desktop.pk, holds_capacity=True).update(holds_capacity=False):
         return False
     desktop.holds_capacity = False
+    # quota row before host and GPUs: the order every request takes its locks in
+    Quota.objects.filter(tenant_id=desktop.tenant_id).update(
+        desktops_held=F("desktops_held") - 1, framebuffer_held_mib=F("framebuffer_held_mib") - desktop.framebuffer_mib
+    )
     if desktop.host_id:
         capacity.release_host(desktop.host_id, desktop.vcpus, desktop.memory_mib)
         capacity.release_gpus(list(desktop.gpus.values_list("pk", flat=True)))

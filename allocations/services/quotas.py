@@ -16,21 +16,39 @@ from portal.errors import PortalError
 from portal.services import create_object
 
 
-@dataclass(frozen=True)
+@dataclass
 class Usage:
+    """What a tenant holds now, desktops in flight included (the quota row's counters); desktops per
+    profile are counted on demand (only quotas with per-profile limits need them)."""
+
+    tenant_id: int
     desktops: int
     framebuffer_mib: int
-    per_profile: dict[str, int] = field(default_factory=dict)
+    _per_profile: dict[str, int] | None = field(default=None, repr=False)
+
+    @property
+    def per_profile(self) -> dict[str, int]:
+        if self._per_profile is None:
+            self._per_profile = dict(
+                Desktop.objects.filter(tenant_id=self.tenant_id, profile__isnull=False)
+                .holding_capacity()
+                .values_list("profile__name")
+                .annotate(n=Count("id"))
+                .order_by()
+            )
+        return self._per_profile
 
 
-def usage_of(tenant: Tenant) -> Usage:
-    """What the tenant holds now, desktops in flight included."""
-    holding = Desktop.objects.for_tenant(tenant).holding_capacity()
-    totals = holding.aggregate(n=Count("id"), fb=Sum("framebuffer_mib"))
-    per_profile = dict(
-        holding.filter(profile__isnull=False).values_list("profile__name").annotate(n=Count("id")).order_by()
-    )
-    return Usage(desktops=totals["n"] or 0, framebuffer_mib=totals["fb"] or 0, per_profile=per_profile)
+def usage_of(tenant: Tenant, quota: Quota | None = None) -> Usage:
+    """What the tenant holds now; pass the (locked) quota row when you have it."""
+    quota = quota or Quota.objects.get(tenant=tenant)
+    return Usage(tenant.pk, quota.desktops_held, quota.framebuffer_held_mib)
+
+
+def counted_usage(tenant: Tenant) -> tuple[int, int]:
+    """The tenant's holding desktops and framebuffer counted from the desktops themselves (checks the counters)."""
+    totals = Desktop.objects.for_tenant(tenant).holding_capacity().aggregate(n=Count("id"), fb=Sum("framebuffer_mib"))
+    return totals["n"] or 0, totals["fb"] or 0
 
 
 def check_room(quota: Quota, usage: Usage, *, framebuffer_mib: int, profile_name: str | None) -> None:
@@ -54,7 +72,7 @@ def check_room(quota: Quota, usage: Usage, *, framebuffer_mib: int, profile_name
         )
     if profile_name:
         limit = quota.profile_limits.filter(profile__name=profile_name).first()
-        used = usage.per_profile.get(profile_name, 0)
+        used = usage.per_profile.get(profile_name, 0) if limit is not None else 0
         if limit is not None and used + 1 > limit.max_instances:
             raise QuotaExceeded(
                 f"Your tenant already has {used} of {limit.max_instances} {profile_name} desktops allowed.",

@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.db.models import F
 
 from allocations import placement
 from allocations.choices import DesktopStatus
@@ -65,12 +66,12 @@ def check_quota_first(quota: Quota, usage, template: DesktopTemplate) -> None:
         check_room(quota, usage, framebuffer_mib=0, profile_name=None)  # desktops count; the rest once placed
 
 
-def decide(template: DesktopTemplate, quota: Quota, usage) -> Grant:
+def decide(template: DesktopTemplate, quota: Quota, usage, *, fresh: bool = False) -> Grant:
     """Where a desktop of ``template`` would go now and what it would charge; raises NoCapacity, or
     QuotaExceeded when what the placement chose (a share's profile, whole boards) is over quota.
     Claims nothing: ``request_desktop`` claims the grant, the New-desktop page only shows it."""
     try:
-        choice = placement.place(template)
+        choice = placement.place(template, fresh=fresh)
     except placement.NoPlacement as exc:
         raise NoCapacity(exc.message, details={"resource": exc.resource}) from exc
     if choice.profile_id:
@@ -148,15 +149,19 @@ def _request_desktop(
                 f"A desktop may last at most {quota.max_desktop_hours} hours; you asked for {duration_hours}.",
                 details={"resource": "desktop_hours", "allowed": quota.max_desktop_hours, "requested": duration_hours},
             )
-        usage = usage_of(tenant)
+        usage = usage_of(tenant, quota)
         check_quota_first(quota, usage, template)
-        for _attempt in range(CLAIM_ATTEMPTS):
-            grant = decide(template, quota, usage)
+        for attempt in range(CLAIM_ATTEMPTS):
+            grant = decide(template, quota, usage, fresh=attempt > 0)  # after a lost claim: re-read everything
             try:
                 with transaction.atomic():  # savepoint: a lost race undoes only this attempt
                     if not _claim(template, grant):
                         raise _LostRace
                     desktop = _create(actor, tenant, template, grant, duration_hours, name)
+                    Quota.objects.filter(pk=quota.pk).update(
+                        desktops_held=F("desktops_held") + 1,
+                        framebuffer_held_mib=F("framebuffer_held_mib") + grant.framebuffer_mib,
+                    )
                 break
             except _LostRace:
                 continue

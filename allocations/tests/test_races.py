@@ -13,7 +13,8 @@ from django.db import connection, connections
 
 from allocations.choices import Role
 from allocations.exceptions import NoCapacity, QuotaExceeded
-from allocations.models import Desktop
+from allocations.models import Desktop, Quota
+from allocations.services.quotas import counted_usage
 from allocations.services.request import request_desktop
 from allocations.tests.factories import make_membership, make_template, make_tenant, make_user
 from inventory.models import GPU, Host, VGPUProfile
@@ -73,6 +74,8 @@ def assert_inventory_consistent():
     for host in Host.objects.all():
         holders = Desktop.objects.holding_capacity().filter(host=host)
         assert host.vcpus_used == sum(holders.values_list("vcpus", flat=True)) <= host.cpu_cores
+    for quota in Quota.objects.select_related("tenant"):
+        assert (quota.desktops_held, quota.framebuffer_held_mib) == counted_usage(quota.tenant), quota
 
 
 @pytest.mark.parametrize("free_slots", [1, 3])

@@ -4,7 +4,9 @@ Each claim is one ``UPDATE … WHERE <there is room>`` that must touch exactly t
 rows it names; if another transaction took the room first, it touches fewer and
 the claim fails, with nothing half-done (callers run each attempt in a
 savepoint). Locks are always taken host first, then GPUs, so concurrent claims
-cannot deadlock.
+cannot deadlock. Every claim and release goes through the host's row (its counters and
+``capacity_version`` in one UPDATE), which is how the scheduler's cache
+(``allocations.placement.Fleet``) knows which hosts to read again.
 """
 
 from __future__ import annotations
@@ -22,7 +24,11 @@ def claim_host(host_id: int, vcpus: int, memory_mib: int) -> bool:
             state=HostState.ONLINE,
             vcpus_used__lte=F("cpu_cores") - vcpus,
             memory_used_mib__lte=F("memory_mib") - memory_mib,
-        ).update(vcpus_used=F("vcpus_used") + vcpus, memory_used_mib=F("memory_used_mib") + memory_mib)
+        ).update(
+            vcpus_used=F("vcpus_used") + vcpus,
+            memory_used_mib=F("memory_used_mib") + memory_mib,
+            capacity_version=F("capacity_version") + 1,
+        )
         == 1
     )
 
@@ -54,7 +60,9 @@ def claim_whole_gpus(gpu_ids: list[int]) -> bool:
 
 def release_host(host_id: int, vcpus: int, memory_mib: int) -> None:
     Host.objects.filter(pk=host_id).update(
-        vcpus_used=F("vcpus_used") - vcpus, memory_used_mib=F("memory_used_mib") - memory_mib
+        vcpus_used=F("vcpus_used") - vcpus,
+        memory_used_mib=F("memory_used_mib") - memory_mib,
+        capacity_version=F("capacity_version") + 1,
     )
 
 

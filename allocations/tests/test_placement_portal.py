@@ -1,0 +1,240 @@
+"""The request service on the placement engine: policy per deployment, catalog ladders and series,
+share templates (the scheduler picks board and profile), no-GPU templates, flexible GPUs, and the
+process's fleet cache staying true to the database."""
+
+import pytest
+
+from allocations import placement
+from allocations.choices import DesktopStatus
+from allocations.exceptions import NoCapacity, QuotaExceeded
+from allocations.models import ProfileQuota
+from allocations.services.availability import offers_for
+from allocations.services.request import request_desktop
+from allocations.tests.factories import make_template
+from inventory.choices import GPUMode
+from inventory.models import GPU, Host, VGPUProfile
+from inventory.services.connect import driver_for
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def real_catalog(catalog, settings):
+    """The shared catalog (every series and size), over the small test one."""
+    from inventory.services.catalog import load_catalog
+
+    load_catalog(settings.PROFILE_CATALOG)
+
+
+@pytest.fixture
+def roomy(tenant):
+    tenant.quota.max_desktops = 50
+    tenant.quota.max_framebuffer_mib = 10**7
+    tenant.quota.save()
+    return tenant
+
+
+def ask(user, template, **kw):
+    return request_desktop(actor=user, template_id=template.pk, duration_hours=2, **kw)
+
+
+def profile(name):
+    return VGPUProfile.objects.get(name=name)
+
+
+def fill(gpu, profile_name, used):
+    GPU.objects.filter(pk=gpu.pk).update(current_profile=profile(profile_name), instances_used=used)
+
+
+@pytest.mark.parametrize(
+    "policy, expected",
+    [("first-fit", "a-host"), ("best-fit", "b-host"), ("ours", "b-host")],
+)
+def test_the_deployments_policy_decides(settings, lab, tenant_member, roomy, policy, expected):
+    """a-host sorts first and is empty; b-host's A40 already runs A40-8Q with one instance left.
+    First fit takes the first host that fits; the packing policies fill the started board."""
+    lab("a-host=A40x2")
+    b = lab("b-host=A40x1")
+    fill(b.gpus.get(), "A40-8Q", 5)
+    settings.PORTAL_PLACEMENT_POLICY = policy
+    template = make_template("CAD", profile=profile("A40-8Q"), tenants=[roomy])
+    desktop = ask(tenant_member, template)
+    assert desktop.host.name == expected
+    assert placement.fleet().policy_name == policy
+
+
+def test_an_unknown_policy_stops_start_up(monkeypatch):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from portal.env import env_choice
+
+    monkeypatch.setenv("PORTAL_PLACEMENT_POLICY", "tetris")
+    with pytest.raises(ImproperlyConfigured, match="PORTAL_PLACEMENT_POLICY='tetris' is not one of"):
+        env_choice("PORTAL_PLACEMENT_POLICY", "ours", ("ours", "fgd"))
+
+
+def test_share_template_gets_the_smallest_profile_of_its_series_on_an_allowed_board(lab, tenant_member, roomy):
+    lab("a16=A16x1")
+    lab("a40=A40x1")
+    quarter_q = make_template("Quarter", gpu_share_milli=250, gpu_models=["A40"], tenants=[roomy])
+    desktop = ask(tenant_member, quarter_q)
+    assert desktop.profile.name == "A40-12Q"  # 12 GiB = a quarter of 48 GiB
+    assert desktop.host.name == "a40" and desktop.framebuffer_mib == 12288
+    assert desktop.gpus.get().current_profile.name == "A40-12Q" and desktop.mdev_uuid
+    tiny_b = make_template("Tiny B", gpu_share_milli=100, profile_series="B", gpu_models=["A16"], tenants=[roomy])
+    assert ask(tenant_member, tiny_b).profile.name == "A16-2B"  # 1.6 GiB of 16 → 2B
+    # No B-series profile of an A16 holds half a board: the request says so instead of taking a Q.
+    half_b = make_template("Half B", gpu_share_milli=500, profile_series="B", gpu_models=["A16"], tenants=[roomy])
+    with pytest.raises(NoCapacity, match="No online host has an A16 GPU in vGPU mode") as exc:
+        ask(tenant_member, half_b)
+    assert exc.value.details == {"resource": "gpu_model"}
+
+
+def test_series_are_different_types_in_equal_size_mode(lab, tenant_member, roomy):
+    host = lab("a16=A16x1")
+    fill(host.gpus.get(), "A16-2B", 1)
+    two_q = make_template("2Q", profile=profile("A16-2Q"), tenants=[roomy])
+    with pytest.raises(NoCapacity, match="No free A16-2Q instance") as exc:
+        ask(tenant_member, two_q)
+    assert exc.value.details == {"resource": "gpu_instances"}
+    two_b = make_template("2B", profile=profile("A16-2B"), tenants=[roomy])
+    assert ask(tenant_member, two_b).gpus.get().instances_used == 2
+
+
+def test_share_quota_is_checked_against_the_profile_the_scheduler_chose(lab, tenant_member, roomy):
+    lab("a40=A40x1")
+    ProfileQuota.objects.create(quota=roomy.quota, profile=profile("A40-12Q"), max_instances=1)
+    quarter = make_template("Quarter", gpu_share_milli=250, tenants=[roomy])
+    ask(tenant_member, quarter)
+    with pytest.raises(QuotaExceeded, match="A40-12Q") as exc:
+        ask(tenant_member, quarter)
+    assert exc.value.details["resource"] == "profile:A40-12Q"
+    (offer,) = offers_for(roomy)
+    assert not offer.available and offer.kind == "quota" and "A40-12Q" in offer.reason
+    roomy.quota.max_framebuffer_mib = 12288 + 100
+    roomy.quota.save()
+    ProfileQuota.objects.all().delete()
+    with pytest.raises(QuotaExceeded) as exc:
+        ask(tenant_member, quarter)
+    assert exc.value.details["resource"] == "framebuffer_mib"
+    assert GPU.objects.get().instances_used == 1  # nothing claimed by the refused requests
+
+
+def test_a_desktop_without_a_gpu_runs_on_any_host(lab, tenant_member, roomy, run_tasks):
+    host = lab("a40=A40x1")
+    office = make_template("Office", gpu_count=0, tenants=[roomy], vcpus=2, memory_mib=2048)
+    with run_tasks():
+        desktop = ask(tenant_member, office)
+    desktop.refresh_from_db()
+    assert desktop.status == DesktopStatus.RUNNING and desktop.host == host
+    assert desktop.gpus.count() == 0 and desktop.framebuffer_mib == 0 and desktop.mdev_uuid is None
+    info = driver_for(host).domain_info(desktop.domain_name)
+    assert info.mdev_uuids == () and info.state == "running"
+    assert GPU.objects.get().instances_used == 0
+    host.refresh_from_db()
+    assert host.vcpus_used == 2 and host.memory_used_mib == 2048
+
+
+def test_flexible_gpus_serve_vgpus_or_whole_desktops(lab, tenant_member, roomy):
+    host = lab("flex=A40x2")
+    GPU.objects.filter(host=host).update(mode=GPUMode.FLEXIBLE)
+    whole = make_template("Whole", gpu_count=1, gpu_models=["A40"], tenants=[roomy])
+    cad = make_template("CAD", profile=profile("A40-8Q"), tenants=[roomy])
+    vgpu = ask(tenant_member, cad)
+    taken = ask(tenant_member, whole)
+    assert set(vgpu.gpus.all()) | set(taken.gpus.all()) == set(host.gpus.all())
+    assert taken.profile is None and taken.framebuffer_mib == 49152
+    whole_gpu = taken.gpus.get()
+    assert whole_gpu.instances_used == 1 and whole_gpu.current_profile is None
+    # the whole GPU takes no vGPU; the other keeps filling with its profile, never a second type
+    for _ in range(5):
+        assert ask(tenant_member, cad).gpus.get() == vgpu.gpus.get()
+    with pytest.raises(NoCapacity, match="No free A40-8Q instance"):
+        ask(tenant_member, cad)
+    with pytest.raises(NoCapacity, match="free whole GPU"):
+        ask(tenant_member, whole)
+
+
+def test_vgpu_only_and_passthrough_only_gpus_keep_to_their_mode(lab, tenant_member, roomy):
+    lab("vg=A40x1")
+    whole = make_template("Whole", gpu_count=1, gpu_models=["A40"], tenants=[roomy])
+    with pytest.raises(NoCapacity, match="No online host has 1 free whole GPU"):
+        ask(tenant_member, whole)
+    pt = lab("pt=L40Sx1:passthrough")
+    l40s = make_template("L40S share", gpu_share_milli=100, gpu_models=["L40S"], tenants=[roomy])
+    with pytest.raises(NoCapacity, match="No online host has an L40S GPU in vGPU mode"):
+        ask(tenant_member, l40s)
+    any_whole = make_template("Any whole", gpu_count=1, tenants=[roomy])
+    assert ask(tenant_member, any_whole).host == pt
+
+
+def test_a_host_with_two_board_models_serves_both(lab, tenant_member, roomy):
+    host = lab("mixed=A40x1")
+    GPU.objects.create(host=host, pci_address="0000:99:00.0", model="L40S", framebuffer_mib=49152)
+    l40s = make_template("L40S quarter", gpu_share_milli=250, gpu_models=["L40S"], tenants=[roomy])
+    a40 = make_template("A40 quarter", gpu_share_milli=250, gpu_models=["A40"], tenants=[roomy])
+    assert ask(tenant_member, l40s).gpus.get().model == "L40S"
+    assert ask(tenant_member, a40).gpus.get().model == "A40"
+    host.refresh_from_db()
+    assert host.vcpus_used == 8  # both claims counted on the one host
+
+
+def test_the_fleet_follows_the_database(lab, tenant_member, roomy):
+    """The per-process cache re-reads rows before each decision: claims, a drained host, a disabled GPU."""
+    a = lab("a=A40x1")
+    b = lab("b=A40x1")
+    cad = make_template("Big", profile=profile("A40-24Q"), tenants=[roomy])
+    first, second = ask(tenant_member, cad), ask(tenant_member, cad)
+    assert first.gpus.get() == second.gpus.get()  # the started board fills first
+    other = b if first.host == a else a
+    assert ask(tenant_member, cad).host == other  # the claims were seen: the first board is full
+    rebuilds = placement.fleet().rebuilds
+    Host.objects.filter(pk=other.pk).update(state="maintenance")
+    with pytest.raises(NoCapacity):
+        ask(tenant_member, cad)
+    assert placement.fleet().rebuilds == rebuilds + 1  # the host left the fleet
+    Host.objects.filter(pk=other.pk).update(state="online")
+    assert ask(tenant_member, cad).host == other
+    spare = lab("c=A40x1")
+    GPU.objects.filter(host=spare).update(mode=GPUMode.DISABLED)
+    with pytest.raises(NoCapacity, match="No free A40-24Q instance"):
+        ask(tenant_member, cad)
+    GPU.objects.filter(host=spare).update(mode=GPUMode.VGPU)
+    assert ask(tenant_member, cad).host == spare
+
+
+def test_demand_is_learned_from_templates_and_recent_desktops(lab, tenant_member, roomy):
+    lab("a=A40x1")
+    cad = make_template("CAD", profile=profile("A40-8Q"), tenants=[roomy])
+    make_template("Office", gpu_count=0, tenants=[roomy])
+    ask(tenant_member, cad)
+    ask(tenant_member, cad)
+    demand = placement.learned_demand(1000)
+    shapes = [(r.num_gpu, r.framebuffer) for r in demand]
+    assert shapes.count((1, 8192)) == 3 and shapes.count((0, 0)) == 1
+
+
+def test_quota_counters_follow_requests_and_releases(lab, tenant_member, roomy, run_tasks):
+    from allocations.services.lifecycle import release_desktop
+    from allocations.services.quotas import counted_usage, usage_of
+
+    from allocations.models import Quota
+
+    lab("a40=A40x1")
+    stale = Quota.objects.get(tenant=roomy)
+    cad = make_template("CAD", profile=profile("A40-8Q"), tenants=[roomy])
+    quarter = make_template("Quarter", gpu_share_milli=250, gpu_models=["A40"], tenants=[roomy])
+    with run_tasks():
+        kept = ask(tenant_member, cad)
+        gone = ask(tenant_member, cad)
+        release_desktop(gone, actor=tenant_member)
+    with pytest.raises(NoCapacity):  # the A40 runs 8Q: a 12Q share does not fit, and nothing is counted
+        ask(tenant_member, quarter)
+    roomy.quota.refresh_from_db()
+    assert (roomy.quota.desktops_held, roomy.quota.framebuffer_held_mib) == counted_usage(roomy) == (1, 8192)
+    stale.max_desktops = 7  # saving a copy read before the requests keeps the counters
+    stale.save()
+    roomy.quota.refresh_from_db()
+    assert roomy.quota.desktops_held == 1 and usage_of(roomy).desktops == 1
+    kept.refresh_from_db()
+    assert kept.status == DesktopStatus.RUNNING
