@@ -88,8 +88,10 @@ class Host(models.Model):
     memory_used_mib = models.PositiveBigIntegerField(default=0, help_text="RAM claimed by desktops placed here.")
     capacity_version = models.PositiveBigIntegerField(
         default=0,
-        help_text="Bumped by every claim and release on this host or its GPUs (in the same UPDATE as the host's "
-        "counters), so the scheduler's cache re-reads only hosts that changed.",
+        editable=False,
+        help_text="Moved by every change to this host or its GPUs (claims and releases in the same UPDATE as the "
+        "counters; saves of the host or its GPU rows), so the scheduler's cache re-reads only hosts that changed. "
+        "On PostgreSQL it is the id of the last transaction that changed them.",
     )
     lab_xml = models.CharField(
         max_length=500,
@@ -111,6 +113,12 @@ class Host(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args, **kwargs):
+        super().save(*args, **kwargs)
+        from inventory.services.capacity import touch_host
+
+        touch_host(self.pk)  # state, CPU or RAM may have changed: the scheduler reads this host again
 
     @property
     def is_lab(self) -> bool:
@@ -179,6 +187,21 @@ class GPU(models.Model):
         return f"{self.host.name}/{self.pci_address} ({self.model})"
 
     LOCKED_WHILE_IN_USE = ("mode", "current_profile", "model", "host")
+
+    def save(self, *args, **kwargs):
+        """Saving a GPU row marks its host changed (after the row: callers lock the host first, like claims)."""
+        super().save(*args, **kwargs)
+        from inventory.services.capacity import touch_host
+
+        touch_host(self.host_id)
+
+    def delete(self, *args, **kwargs):
+        host_id = self.host_id
+        result = super().delete(*args, **kwargs)
+        from inventory.services.capacity import touch_host
+
+        touch_host(host_id)
+        return result
 
     def changes_blocked_by_desktops(self) -> list[str]:
         """Fields changed (against the stored row) that may not change while desktops hold instances."""

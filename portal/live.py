@@ -47,18 +47,31 @@ def publish(group: str, type_: str, payload: dict) -> None:
     """Send an event to a group. The browser frame is encoded once here, not once per consumer
     (``text``); ``data`` travels too only for events the consumer itself acts on. A broken channel
     layer must not fail the change that triggered the push: it is logged and dropped."""
+    publish_many([group], type_, payload)
+
+
+def publish_many(groups: list[str], type_: str, payload: dict) -> None:
+    """The same event to several groups, encoded once and sent in one trip to the channel layer."""
     layer = get_channel_layer()
-    if layer is None:
+    if layer is None or not groups:
         return
+    message = message_for(type_, payload)
+
+    async def send_all():
+        for group in groups:
+            try:
+                await layer.group_send(group, message)
+            except Exception:  # noqa: BLE001 - live updates are best effort; the database stays the truth
+                log.warning("could not publish %s to %s", type_, group, exc_info=True)
+
     try:
-        async_to_sync(layer.group_send)(group, message_for(type_, payload))
-    except Exception:  # noqa: BLE001 - live updates are best effort; the database stays the truth
-        log.warning("could not publish %s to %s", type_, group, exc_info=True)
+        async_to_sync(send_all)()
+    except Exception:  # noqa: BLE001
+        log.warning("could not publish %s to %s", type_, ", ".join(groups), exc_info=True)
 
 
 def publish_on_commit(groups: list[str], type_: str, payload: dict) -> None:
     def send():
-        for group in groups:
-            publish(group, type_, payload)
+        publish_many(groups, type_, payload)
 
     transaction.on_commit(send)

@@ -24,6 +24,7 @@ share of the board; MIG-backed profiles are only given to templates that name th
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -81,13 +82,13 @@ def shape_of(template, vcpu_milli: int | None = None) -> engine.Request:
     return engine.Request(cpu, mem)
 
 
-def catalog_ladders() -> dict[str, Ladder]:
+def catalog_ladders(rows=None) -> dict[str, Ladder]:
     """Every board's profiles from the catalog, keyed by profile id."""
     from inventory.models import VGPUProfile
 
     by_board: dict[str, list] = {}
     fb: dict[str, int] = {}
-    for p in VGPUProfile.objects.all():
+    for p in VGPUProfile.objects.all() if rows is None else rows:
         by_board.setdefault(p.board, []).append(
             ProfileSpec(p.pk, p.name, p.framebuffer_mib, p.max_per_gpu, _series_key(p))
         )
@@ -120,12 +121,13 @@ class Fleet:
     Hosts with boards of several models become one engine node per model, each offered the host's
     free vCPUs and RAM (a request lands on one of them, and the claim re-checks the host's totals)."""
 
-    def __init__(self, policy: str, *, vcpu_milli: int = 1000, demand=None, seed: int = 0):
+    def __init__(self, policy: str, *, vcpu_milli: int = 1000, demand=None, seed: int = 0, spread: bool = True):
         if policy not in engine.POLICIES:
             raise ValueError(f"unknown placement policy {policy!r}; choose from {sorted(engine.POLICIES)}")
         self.policy_name = policy
         self.vcpu_milli = vcpu_milli
         self.seed = seed
+        self.spread = spread  # break "ours"' last ties in this process's own random order (see Cluster.spread_ties)
         self._fixed_demand = list(demand) if demand is not None else None
         self._lock = threading.Lock()
         self.cluster: engine.Cluster | None = None
@@ -140,7 +142,9 @@ class Fleet:
         self._node_gpus: list[tuple[int, ...]] = []
         self._ladders: dict | None = None
         self._ladders_at = 0.0
-        self._catalog_seen = None
+        self._xmin: int | None = None
+        self._hosts_by_id: dict = {}
+        self.profiles: dict = {}  # catalog rows by id, as of the last catalog read
         self._typical = None
         self._typical_at = 0.0
         self.rebuilds = 0
@@ -160,16 +164,11 @@ class Fleet:
             return cur.fetchall()
 
     def _fingerprint_now(self) -> tuple:
-        """Changes whenever a GPU row is added, removed or saved (mode, presence, model, discovery), and
-        whenever catalog profiles are added or removed."""
-        from inventory.models import GPU, VGPUProfile
+        """Changes whenever a GPU row is added, removed or saved (mode, presence, model, discovery)."""
+        from inventory.models import GPU
 
-        gpu, profile = GPU._meta.db_table, VGPUProfile._meta.db_table
         with connection.cursor() as cur:
-            cur.execute(
-                f"SELECT (SELECT COUNT(*) FROM {gpu}), (SELECT MAX(updated_at) FROM {gpu}), "
-                f"(SELECT MAX(id) FROM {gpu}), (SELECT COUNT(*) FROM {profile}), (SELECT MAX(id) FROM {profile})"
-            )
+            cur.execute(f"SELECT COUNT(*), MAX(updated_at), MAX(id) FROM {GPU._meta.db_table}")
             return tuple(cur.fetchone())
 
     def _gpu_rows(self, host_ids=None) -> dict[int, list[tuple]]:
@@ -192,15 +191,14 @@ class Fleet:
                 out.setdefault(hid, []).append(tuple(row))
         return out
 
-    def _ladders_now(self, seen: tuple) -> dict:
-        """The catalog's ladders: read again when profiles were added or removed, else once a minute."""
-        now = time.monotonic()
-        if self._ladders is None or seen != self._catalog_seen or now - self._ladders_at > CATALOG_TTL_S:
-            ladders = catalog_ladders()
-            if self._ladders is not None and _ladder_sig(ladders) != _ladder_sig(self._ladders):
-                self._structure = None  # the catalog changed: rebuild
-            self._ladders, self._ladders_at, self._catalog_seen = ladders, now, seen
-        return self._ladders
+    def _read_catalog(self, now: float) -> None:
+        from inventory.models import VGPUProfile
+
+        self.profiles = {p.pk: p for p in VGPUProfile.objects.all()}
+        ladders = catalog_ladders(self.profiles.values())
+        if self._ladders is not None and _ladder_sig(ladders) != _ladder_sig(self._ladders):
+            self._structure = None  # the catalog changed: rebuild
+        self._ladders, self._ladders_at = ladders, now
 
     def _typical_now(self):
         if self._fixed_demand is not None:
@@ -218,44 +216,94 @@ class Fleet:
     def refresh(self, full: bool = False) -> None:
         """Bring the engine's cluster up to date with the database.
 
-        Every decision reads the online hosts' rows (one query) and the GPU table's fingerprint; GPU
-        rows are read again only for hosts whose counters or ``capacity_version`` moved (claims and
-        releases bump it in the same UPDATE). Everything is read (``full``) when the fingerprint, the
-        set of hosts or the catalog changed, every ``FULL_REFRESH_S``, and whenever the caller asks:
-        after a lost claim and before answering "no capacity", so a stale view can cost a retry but
-        never a wrong answer."""
-        fingerprint = self._fingerprint_now()
-        ladders = self._ladders_now(fingerprint[3:])
-        typical = self._typical_now()
-        hosts = self._host_rows()
+        GPU rows are read again only for hosts whose ``capacity_version`` or counters moved: claims and
+        releases move it in the same UPDATE as the counters, saves of a host or its GPU rows move it
+        too. On PostgreSQL the version is the writing transaction's id, so one query returns just the
+        hosts changed by transactions this fleet has not seen (those at or after the oldest transaction
+        in progress at its last read); elsewhere the online hosts' rows and a GPU-table fingerprint are
+        read each time. Everything is read (``full``) when hosts come or go, the catalog or the learned
+        demand changed, every ``FULL_REFRESH_S``, and whenever the caller asks: after a lost claim and
+        before answering "no capacity", so a stale view can cost a retry but never a wrong answer."""
         now = time.monotonic()
+        if full or self._ladders is None or now - self._ladders_at > CATALOG_TTL_S:
+            self._read_catalog(now)
+        typical = self._typical_now()
         full = (
             full
             or self.cluster is None
             or self._structure is None  # the catalog or the learned demand changed
-            or fingerprint != self._fingerprint
             or now - self._full_at > FULL_REFRESH_S
-            or [h[:4] for h in hosts] != [h[:4] for h in self._hosts]
         )
+        if connection.vendor == "postgresql":
+            self._refresh_pg(full, now, typical)
+        else:
+            self._refresh_scan(full, now, typical)
+
+    def _refresh_scan(self, full: bool, now: float, typical) -> None:
+        hosts = self._host_rows()
+        fingerprint = self._fingerprint_now()
+        full = full or fingerprint != self._fingerprint or [h[:4] for h in hosts] != [h[:4] for h in self._hosts]
         if full:
             gpus = self._gpu_rows()
             self._fingerprint, self._full_at = fingerprint, now
             changed = None
         else:
-            changed = [h[0] for h, old in zip(hosts, self._hosts, strict=True) if h != old]
+            changed = [h for h, old in zip(hosts, self._hosts, strict=True) if h != old]
             if not changed:
                 return
-            gpus = self._gpu_rows(changed)
+            gpus = self._gpu_rows([h[0] for h in changed])
         self._hosts = hosts
-        self._apply(hosts, gpus, changed, ladders, typical)
+        self._apply(changed or hosts, gpus, changed is not None, self._ladders, typical)
 
-    def _apply(self, hosts, gpus, changed, ladders, typical) -> None:
+    def _refresh_pg(self, full: bool, now: float, typical) -> None:
+        from inventory.choices import HostState
+
+        if not full and self._xmin is not None:
+            xmin, rows = self._pg_hosts(self._xmin)
+            changed = []
+            for hid, name, state, *rest in rows:
+                old = self._hosts_by_id.get(hid)
+                host = (hid, name, *rest)
+                if (state == HostState.ONLINE) != (old is not None) or (old and host[:4] != old[:4]):
+                    full = True  # a host came, went, or changed size: rebuild
+                    break
+                if old and host != old:
+                    changed.append(host)
+            if not full:
+                if changed:
+                    self._hosts_by_id.update((h[0], h) for h in changed)
+                    self._apply(changed, self._gpu_rows([h[0] for h in changed]), True, self._ladders, typical)
+                self._xmin = xmin
+                return
+        xmin, rows = self._pg_hosts(None)
+        hosts = [(hid, name, *rest) for hid, name, _state, *rest in rows]
+        self._hosts_by_id = {h[0]: h for h in hosts}
+        self._full_at = now
+        self._apply(hosts, self._gpu_rows(), False, self._ladders, typical)
+        self._xmin = xmin
+
+    def _pg_hosts(self, since: int | None) -> tuple[int, list[tuple]]:
+        """The oldest transaction in progress now, and the online hosts (``since`` None) or every host
+        changed by a transaction at or after ``since``; one statement, so both come from one snapshot."""
+        from inventory.choices import HostState
+        from inventory.models import Host
+
+        where, params = ("h.state = %s", [HostState.ONLINE]) if since is None else ("h.capacity_version >= %s", [since])
+        with connection.cursor() as cur:
+            cur.execute(
+                f"WITH s AS (SELECT txid_snapshot_xmin(txid_current_snapshot()) AS xmin) "
+                f"SELECT s.xmin, h.id, h.name, h.state, h.cpu_cores, h.memory_mib, h.vcpus_used, h.memory_used_mib, "
+                f"h.capacity_version FROM s LEFT JOIN {Host._meta.db_table} h ON {where} ORDER BY h.name",
+                params,
+            )
+            rows = cur.fetchall()
+        return rows[0][0], [r[1:] for r in rows if r[1] is not None]
+
+    def _apply(self, hosts, gpus, incremental: bool, ladders, typical) -> None:
+        """Rebuild the cluster from ``hosts`` (all online hosts), or update the nodes of ``hosts`` (some)."""
         unit = self.vcpu_milli
-        wanted = None if changed is None else set(changed)
         structure, states, node_host, node_gpus, nodes = [], [], [], [], []
         for hid, name, cores, memory, vcpus_used, mem_used, _version in hosts:
-            if wanted is not None and hid not in wanted:
-                continue
             groups: dict[str, list] = {}
             for row in gpus.get(hid, ()):
                 groups.setdefault(row[1], []).append(row)
@@ -268,7 +316,7 @@ class Fleet:
                 node_host.append(hid)
                 node_gpus.append(tuple(r[0] for r in rows))
                 nodes.append((node_name, cores * unit, memory, model, rows))
-        if wanted is not None:
+        if incremental:
             # Only some hosts moved: same GPUs and modes (else the fingerprint would have changed)?
             index = [self._node_of.get(s[:2]) for s in structure]
             if None in index or any(self._structure[i] != s for i, s in zip(index, structure, strict=True)):
@@ -291,6 +339,8 @@ class Fleet:
                 "vgpu",
                 ladders,
             )
+            if self.spread:
+                self.cluster.spread_ties(os.getpid())
             self.policy = engine.make_policy(self.policy_name, self.cluster, seed=self.seed, typical=typical)
             self._structure = structure
             self._node_of = {s[:2]: i for i, s in enumerate(structure)}
@@ -304,15 +354,17 @@ class Fleet:
         return None
 
     # -- deciding ------------------------------------------------------------------------------
-    def place(self, request: engine.Request, *, fresh: bool = False) -> Choice:
+    def place(self, request: engine.Request, *, fresh: bool = False, avoid=frozenset()) -> Choice:
         """The policy's choice on the fleet as the database has it now. ``fresh`` reads every row
-        first (the request service asks for it after losing a claim)."""
+        first, and hosts in ``avoid`` are left out if anything else fits: the request service asks for
+        both after losing a claim (another request is filling that host right now; going elsewhere
+        beats queueing behind it and losing again)."""
         with self._lock:
             self.refresh(full=fresh)
-            decision = self.policy.place(request)
+            decision = self._place_avoiding(request, avoid)
             if decision is None and not fresh:
                 self.refresh(full=True)  # "no" is only ever said on a full read
-                decision = self.policy.place(request)
+                decision = self._place_avoiding(request, avoid)
             if decision is None:
                 raise self._why_not(request)
             i = decision.node_index
@@ -321,6 +373,21 @@ class Fleet:
                 gpu_ids=tuple(self._node_gpus[i][g] for g in decision.gpus),
                 profile_id=decision.profile_key or None,
             )
+
+    def _place_avoiding(self, request: engine.Request, avoid) -> engine.Decision | None:
+        nodes = [i for i, host in enumerate(self._node_host) if host in avoid] if avoid else []
+        if not nodes:
+            return self.policy.place(request)
+        for i in nodes:  # for this decision only: no room at all on those hosts
+            cpu, mem, gpus = self._states[i]
+            self.cluster.set_node(i, -1, -1, [engine.GPUState(*g) for g in gpus])
+        try:
+            decision = self.policy.place(request)
+        finally:
+            for i in nodes:
+                cpu, mem, gpus = self._states[i]
+                self.cluster.set_node(i, cpu, mem, [engine.GPUState(*g) for g in gpus])
+        return decision if decision is not None else self.policy.place(request)
 
     def _why_not(self, req: engine.Request) -> NoPlacement:
         """Which resource is short: the board, its instances / whole GPUs, or host vCPUs and RAM."""
@@ -403,7 +470,14 @@ def use_fleet(f: Fleet | None) -> None:
             _fleets[(f.policy_name, f.vcpu_milli)] = f
 
 
-def place(template, *, fresh: bool = False) -> Choice:
+def profile(profile_id: int):
+    """The catalog row of a profile the placement chose (read with the catalog, not once per request)."""
+    from inventory.models import VGPUProfile
+
+    return fleet().profiles.get(profile_id) or VGPUProfile.objects.get(pk=profile_id)
+
+
+def place(template, *, fresh: bool = False, avoid=frozenset()) -> Choice:
     """The deployment's policy's choice for one desktop of ``template`` (raises NoPlacement)."""
     f = fleet()
-    return f.place(shape_of(template, f.vcpu_milli), fresh=fresh)
+    return f.place(shape_of(template, f.vcpu_milli), fresh=fresh, avoid=avoid)

@@ -287,6 +287,16 @@ class Cluster:
         self.name_rank = [0] * n
         for r, i in enumerate(sorted(range(n), key=lambda k: self.names[k])):
             self.name_rank[i] = r
+        # The last tie-break of "ours": host name by default; the portal gives each process its own
+        # random order (``spread_ties``), so web workers deciding at once rarely pick the same slot.
+        self.tie_rank = self.name_rank
+
+    def spread_ties(self, seed: int) -> None:
+        order = list(range(self.n))
+        random.Random(seed).shuffle(order)
+        self.tie_rank = [0] * self.n
+        for r, i in enumerate(order):
+            self.tie_rank[i] = r
 
     # -- helpers ---------------------------------------------------------------------------
     def ladder(self, model: str) -> Ladder:
@@ -1201,10 +1211,10 @@ class OursPolicy(Policy):
     def _tiebreak(self, i, req):
         c = self.c
         if self.tie == "name":
-            return c.name_rank[i]
+            return c.tie_rank[i]
         return (
             0.5 * (c.cpu_free[i] - req.cpu_milli) / MAX_SPEC_CPU + 0.5 * sum(c.left[i]) / MAX_SPEC_GPU,
-            c.name_rank[i],
+            c.tie_rank[i],
         )
 
     def place(self, req):

@@ -77,7 +77,9 @@ def _run(nodes_path, pods_path, policy, seed, limit, out_path, compare, clients=
     order = replay.arrivals(pods, total_gpus, seed)
     if limit is not None:
         order = order[:limit]
-    fleet = placement.Fleet(policy, vcpu_milli=1, demand=[r for _, r in pods], seed=seed)
+    # One client keeps the engine's tie order (host names) so every decision can be compared with the
+    # in-process replay; several clients break ties in their own orders, as the portal's processes do.
+    fleet = placement.Fleet(policy, vcpu_milli=1, demand=[r for _, r in pods], seed=seed, spread=clients > 1)
     work = _Work(order, template_of, gpu_index, seed)
     with override_settings(
         PORTAL_PLACEMENT_POLICY=policy, PORTAL_PLACEMENT_VCPU_MILLI=1, CHANNEL_LAYERS=IN_MEMORY_LAYER
@@ -116,6 +118,7 @@ def _run(nodes_path, pods_path, policy, seed, limit, out_path, compare, clients=
         "unalloc_100": round(1 - ratio100, 6) if ratio100 is not None else None,
         "unalloc_130": round(1 - placed_milli / cap, 6),
         "stranded_130": round(1 - _committed_milli() / cap, 6),
+        "rejected_by_reason": _rejections(),
         "decisions_per_s": round(len(order) / wall, 1) if wall else None,
         "decision_ms": {
             "median": round(took[len(took) // 2] * 1000, 2),
@@ -157,7 +160,7 @@ class _Work:
             )
         except NoCapacity:
             desktop = None
-        took = time.perf_counter() - t0
+        took = time.perf_counter() - t0  # the request alone; writing its placement line is the replay's own work
         return seq, _line(self.seed, seq, name, req, desktop, self.gpu_index), took
 
     def serve_alone(self, user) -> list:
@@ -304,6 +307,13 @@ def _line(seed, seq, name, req, desktop, gpu_index) -> dict:
         "milli": milli,
         "profile": desktop.profile.name if desktop.profile_id else None,
     }
+
+
+def _rejections() -> dict:
+    """What the request service counted for /metrics: placement failures by reason."""
+    from inventory.models import PlacementFailure
+
+    return dict(PlacementFailure.objects.order_by("reason").values_list("reason", "count"))
 
 
 def _committed_milli() -> float:

@@ -66,20 +66,16 @@ def check_quota_first(quota: Quota, usage, template: DesktopTemplate) -> None:
         check_room(quota, usage, framebuffer_mib=0, profile_name=None)  # desktops count; the rest once placed
 
 
-def decide(template: DesktopTemplate, quota: Quota, usage, *, fresh: bool = False) -> Grant:
+def decide(template: DesktopTemplate, quota: Quota, usage, *, fresh: bool = False, avoid=frozenset()) -> Grant:
     """Where a desktop of ``template`` would go now and what it would charge; raises NoCapacity, or
     QuotaExceeded when what the placement chose (a share's profile, whole boards) is over quota.
     Claims nothing: ``request_desktop`` claims the grant, the New-desktop page only shows it."""
     try:
-        choice = placement.place(template, fresh=fresh)
+        choice = placement.place(template, fresh=fresh, avoid=avoid)
     except placement.NoPlacement as exc:
         raise NoCapacity(exc.message, details={"resource": exc.resource}) from exc
     if choice.profile_id:
-        profile = (
-            template.profile
-            if template.profile_id == choice.profile_id
-            else VGPUProfile.objects.get(pk=choice.profile_id)
-        )
+        profile = template.profile if template.profile_id == choice.profile_id else placement.profile(choice.profile_id)
         grant = Grant(choice, profile, profile.framebuffer_mib)
     else:
         fb = sum(GPU.objects.filter(pk__in=choice.gpu_ids).values_list("framebuffer_mib", flat=True))
@@ -136,8 +132,12 @@ def _request_desktop(
     """Ask for a desktop. Returns it REQUESTED with its capacity claimed and provisioning queued;
     raises NotFound/NotAllowed, QuotaExceeded or NoCapacity (409) with a message for people."""
     tenant = resolve_tenant(actor, tenant_id)
-    template = DesktopTemplate.objects.filter(pk=template_id, is_active=True).select_related("profile").first()
-    if template is None or not template.allowed_tenants.filter(pk=tenant.pk).exists():
+    template = (
+        DesktopTemplate.objects.filter(pk=template_id, is_active=True, allowed_tenants=tenant)
+        .select_related("profile")
+        .first()
+    )
+    if template is None:
         raise NotFound("No such desktop template is offered to your tenant.")
     if duration_hours < 1:
         raise PortalError("A desktop lasts at least one hour (duration_hours ≥ 1).")
@@ -151,8 +151,10 @@ def _request_desktop(
             )
         usage = usage_of(tenant, quota)
         check_quota_first(quota, usage, template)
+        contended: set[int] = set()  # hosts where this request lost a claim to another one
         for attempt in range(CLAIM_ATTEMPTS):
-            grant = decide(template, quota, usage, fresh=attempt > 0)  # after a lost claim: re-read everything
+            # after a lost claim: re-read everything, and go elsewhere than where others are filling up
+            grant = decide(template, quota, usage, fresh=attempt > 0, avoid=frozenset(contended))
             try:
                 with transaction.atomic():  # savepoint: a lost race undoes only this attempt
                     if not _claim(template, grant):
@@ -164,6 +166,7 @@ def _request_desktop(
                     )
                 break
             except _LostRace:
+                contended.add(grant.choice.host_id)
                 continue
         else:
             raise NoCapacity(
@@ -195,7 +198,9 @@ def _create(actor, tenant, template, grant: Grant, duration_hours, name) -> Desk
     )
     desktop.domain_name = f"desktop-{desktop.pk}"
     desktop.save(update_fields=["domain_name"])
-    desktop.gpus.set(decision.gpu_ids)
+    Desktop.gpus.through.objects.bulk_create(
+        [Desktop.gpus.through(desktop_id=desktop.pk, gpu_id=gpu_id) for gpu_id in decision.gpu_ids]
+    )
     desktop.tenant = tenant
     _record(
         desktop,

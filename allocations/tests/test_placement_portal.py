@@ -215,10 +215,9 @@ def test_demand_is_learned_from_templates_and_recent_desktops(lab, tenant_member
 
 
 def test_quota_counters_follow_requests_and_releases(lab, tenant_member, roomy, run_tasks):
+    from allocations.models import Quota
     from allocations.services.lifecycle import release_desktop
     from allocations.services.quotas import counted_usage, usage_of
-
-    from allocations.models import Quota
 
     lab("a40=A40x1")
     stale = Quota.objects.get(tenant=roomy)

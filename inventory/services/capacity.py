@@ -11,10 +11,26 @@ cannot deadlock. Every claim and release goes through the host's row (its counte
 
 from __future__ import annotations
 
+from django.db import connection
 from django.db.models import F, Q
+from django.db.models.expressions import RawSQL
 
 from inventory.choices import GPUMode, HostState
 from inventory.models import GPU, Host, PlacementFailure, VGPUProfile
+
+
+def bump():
+    """A new ``Host.capacity_version``: on PostgreSQL the writing transaction's id, so a reader can ask for
+    the hosts changed by transactions it has not seen yet (``allocations.placement.Fleet``); elsewhere +1."""
+    if connection.vendor == "postgresql":
+        return RawSQL("txid_current()", [])
+    return F("capacity_version") + 1
+
+
+def touch_host(host_id: int | None) -> None:
+    """Mark the host changed (its GPU rows were added, edited or removed)."""
+    if host_id:
+        Host.objects.filter(pk=host_id).update(capacity_version=bump())
 
 
 def claim_host(host_id: int, vcpus: int, memory_mib: int) -> bool:
@@ -27,7 +43,7 @@ def claim_host(host_id: int, vcpus: int, memory_mib: int) -> bool:
         ).update(
             vcpus_used=F("vcpus_used") + vcpus,
             memory_used_mib=F("memory_used_mib") + memory_mib,
-            capacity_version=F("capacity_version") + 1,
+            capacity_version=bump(),
         )
         == 1
     )
@@ -62,7 +78,7 @@ def release_host(host_id: int, vcpus: int, memory_mib: int) -> None:
     Host.objects.filter(pk=host_id).update(
         vcpus_used=F("vcpus_used") - vcpus,
         memory_used_mib=F("memory_used_mib") - memory_mib,
-        capacity_version=F("capacity_version") + 1,
+        capacity_version=bump(),
     )
 
 

@@ -35,6 +35,7 @@ def create_gpu(data: dict, *, actor) -> GPU:
 def update_gpu(gpu: GPU, changes: dict, *, actor) -> GPU:
     """Mode and profile follow what runs on the board: they cannot change under running desktops."""
     with transaction.atomic():
+        Host.objects.select_for_update().filter(pk=gpu.host_id).first()  # host, then GPU: the claims' lock order
         locked = GPU.objects.select_for_update().get(pk=gpu.pk)
         for name, value in changes.items():
             setattr(locked, name, value)
@@ -49,9 +50,12 @@ def update_gpu(gpu: GPU, changes: dict, *, actor) -> GPU:
 
 def delete_gpu(gpu: GPU, *, actor) -> None:
     """Refused while desktops hold instances on it; a GPU that vanished is marked by sync, not deleted."""
-    if gpu.instances_used:
-        raise Conflict(f"{gpu} has {gpu.instances_used} desktop instance(s) in use; release them first.")
-    delete_object(gpu, actor=actor)
+    with transaction.atomic():
+        Host.objects.select_for_update().filter(pk=gpu.host_id).first()  # host, then GPU: the claims' lock order
+        gpu = GPU.objects.select_for_update().get(pk=gpu.pk)
+        if gpu.instances_used:
+            raise Conflict(f"{gpu} has {gpu.instances_used} desktop instance(s) in use; release them first.")
+        delete_object(gpu, actor=actor)
 
 
 def set_host_state(host: Host, state: str, *, actor, reason: str = "") -> Host:
