@@ -66,7 +66,9 @@ def values_of(event: AuditEvent) -> dict:
 def link(event: AuditEvent) -> None:
     """Give an unsaved event its chain position and hash. Must run in the inserting transaction:
     the head row stays locked until commit, so concurrent writers queue here, one position each."""
-    head, _ = ChainHead.objects.select_for_update().get_or_create(pk=1)
+    head = ChainHead.objects.select_for_update().filter(pk=1).first()
+    if head is None:  # the very first event (get_or_create's savepoint only then)
+        head, _ = ChainHead.objects.select_for_update().get_or_create(pk=1)
     event.seq = head.seq + 1
     event.prev_hash = head.hash
     event.hash = event_hash(values_of(event))

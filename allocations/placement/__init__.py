@@ -221,9 +221,11 @@ class Fleet:
         too. On PostgreSQL the version is the writing transaction's id, so one query returns just the
         hosts changed by transactions this fleet has not seen (those at or after the oldest transaction
         in progress at its last read); elsewhere the online hosts' rows and a GPU-table fingerprint are
-        read each time. Everything is read (``full``) when hosts come or go, the catalog or the learned
-        demand changed, every ``FULL_REFRESH_S``, and whenever the caller asks: after a lost claim and
-        before answering "no capacity", so a stale view can cost a retry but never a wrong answer."""
+        read each time. Every write the portal makes moves what these reads look at, so the view is
+        current for them; writes made behind the portal's back (SQL by hand) are picked up by the full
+        read (``full``) that happens every ``FULL_REFRESH_S``, when hosts come or go, when the catalog or
+        the learned demand changed, and when the caller asks (after a lost claim: a stale view costs a
+        retry, never a wrong claim)."""
         now = time.monotonic()
         if full or self._ladders is None or now - self._ladders_at > CATALOG_TTL_S:
             self._read_catalog(now)
@@ -362,9 +364,6 @@ class Fleet:
         with self._lock:
             self.refresh(full=fresh)
             decision = self._place_avoiding(request, avoid)
-            if decision is None and not fresh:
-                self.refresh(full=True)  # "no" is only ever said on a full read
-                decision = self._place_avoiding(request, avoid)
             if decision is None:
                 raise self._why_not(request)
             i = decision.node_index

@@ -47,13 +47,14 @@ def run_through_db(
     scratch: bool = True,
     compare: bool = True,
     clients: int = 1,
+    stdout=None,
 ) -> dict:
     """Replay one seed through ``request_desktop``; prints and returns the JSON summary.
     ``scratch=False`` uses the current (empty, e.g. a test's) database as it is."""
     if clients < 1:
         raise ValueError("clients must be at least 1")
     if not scratch:
-        return _run(nodes_path, pods_path, policy, seed, limit, out_path, compare, clients)
+        return _run(nodes_path, pods_path, policy, seed, limit, out_path, compare, clients, stdout)
     from django.test.utils import setup_databases, teardown_databases
 
     db = settings.DATABASES["default"]
@@ -61,13 +62,13 @@ def run_through_db(
     db["TEST"] = {**saved_test, "NAME": f"portal_replay_{os.getpid()}"}
     old = setup_databases(verbosity=0, interactive=False, aliases={"default"})
     try:
-        return _run(nodes_path, pods_path, policy, seed, limit, out_path, compare, clients)
+        return _run(nodes_path, pods_path, policy, seed, limit, out_path, compare, clients, stdout)
     finally:
         teardown_databases(old, verbosity=0)
         db["TEST"] = saved_test
 
 
-def _run(nodes_path, pods_path, policy, seed, limit, out_path, compare, clients=1) -> dict:
+def _run(nodes_path, pods_path, policy, seed, limit, out_path, compare, clients=1, stdout=None) -> dict:
     nodes = replay.load_nodes(nodes_path)
     pods = replay.load_pods(pods_path)
     t_setup = time.perf_counter()
@@ -133,7 +134,7 @@ def _run(nodes_path, pods_path, policy, seed, limit, out_path, compare, clients=
     if out_path:
         with open(out_path, "w") as f:
             f.writelines(json.dumps(line) + "\n" for line in lines)
-    print(json.dumps(summary))
+    print(json.dumps(summary), file=stdout or sys.stdout)
     return summary
 
 

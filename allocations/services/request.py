@@ -159,11 +159,11 @@ def _request_desktop(
                 with transaction.atomic():  # savepoint: a lost race undoes only this attempt
                     if not _claim(template, grant):
                         raise _LostRace
-                    desktop = _create(actor, tenant, template, grant, duration_hours, name)
                     Quota.objects.filter(pk=quota.pk).update(
                         desktops_held=F("desktops_held") + 1,
                         framebuffer_held_mib=F("framebuffer_held_mib") + grant.framebuffer_mib,
                     )
+                    desktop = _create(actor, tenant, template, grant, duration_hours, name)
                 break
             except _LostRace:
                 contended.add(grant.choice.host_id)
@@ -201,7 +201,9 @@ def _create(actor, tenant, template, grant: Grant, duration_hours, name) -> Desk
     Desktop.gpus.through.objects.bulk_create(
         [Desktop.gpus.through(desktop_id=desktop.pk, gpu_id=gpu_id) for gpu_id in decision.gpu_ids]
     )
-    desktop.tenant = tenant
+    desktop = Desktop.objects.select_related("host", "tenant").get(pk=desktop.pk)
+    # the audit event last: it holds the chain's head row until commit, so concurrent requests queue
+    # there for as short a time as possible
     _record(
         desktop,
         "desktop.requested",
@@ -218,4 +220,4 @@ def _create(actor, tenant, template, grant: Grant, duration_hours, name) -> Desk
             "framebuffer_mib": grant.framebuffer_mib,
         },
     )
-    return Desktop.objects.select_related("host", "tenant").get(pk=desktop.pk)
+    return desktop

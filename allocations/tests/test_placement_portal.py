@@ -179,8 +179,10 @@ def test_a_host_with_two_board_models_serves_both(lab, tenant_member, roomy):
     assert host.vcpus_used == 8  # both claims counted on the one host
 
 
-def test_the_fleet_follows_the_database(lab, tenant_member, roomy):
-    """The per-process cache re-reads rows before each decision: claims, a drained host, a disabled GPU."""
+def test_the_fleet_follows_the_database(lab, tenant_member, roomy, platform_admin):
+    """The per-process cache re-reads what changed before each decision: claims, a drained host, a disabled GPU."""
+    from inventory.services.hosts import set_host_state, update_gpu
+
     a = lab("a=A40x1")
     b = lab("b=A40x1")
     cad = make_template("Big", profile=profile("A40-24Q"), tenants=[roomy])
@@ -189,18 +191,28 @@ def test_the_fleet_follows_the_database(lab, tenant_member, roomy):
     other = b if first.host == a else a
     assert ask(tenant_member, cad).host == other  # the claims were seen: the first board is full
     rebuilds = placement.fleet().rebuilds
-    Host.objects.filter(pk=other.pk).update(state="maintenance")
+    set_host_state(other, "maintenance", actor=platform_admin)
     with pytest.raises(NoCapacity):
         ask(tenant_member, cad)
     assert placement.fleet().rebuilds == rebuilds + 1  # the host left the fleet
-    Host.objects.filter(pk=other.pk).update(state="online")
+    set_host_state(other, "online", actor=platform_admin)
     assert ask(tenant_member, cad).host == other
     spare = lab("c=A40x1")
-    GPU.objects.filter(host=spare).update(mode=GPUMode.DISABLED)
+    update_gpu(spare.gpus.get(), {"mode": GPUMode.DISABLED}, actor=platform_admin)
     with pytest.raises(NoCapacity, match="No free A40-24Q instance"):
         ask(tenant_member, cad)
-    GPU.objects.filter(host=spare).update(mode=GPUMode.VGPU)
+    update_gpu(spare.gpus.get(), {"mode": GPUMode.VGPU}, actor=platform_admin)
     assert ask(tenant_member, cad).host == spare
+
+
+def test_writes_behind_the_portals_back_are_seen_at_the_next_full_read(lab, tenant_member, roomy, monkeypatch):
+    host = lab("a=A40x1")
+    cad = make_template("CAD", profile=profile("A40-8Q"), tenants=[roomy])
+    ask(tenant_member, cad)
+    Host.objects.filter(pk=host.pk).update(state="maintenance")  # SQL by hand: no version moved
+    monkeypatch.setattr(placement, "FULL_REFRESH_S", 0)
+    with pytest.raises(NoCapacity):
+        ask(tenant_member, cad)
 
 
 def test_demand_is_learned_from_templates_and_recent_desktops(lab, tenant_member, roomy):
@@ -237,3 +249,39 @@ def test_quota_counters_follow_requests_and_releases(lab, tenant_member, roomy, 
     assert roomy.quota.desktops_held == 1 and usage_of(roomy).desktops == 1
     kept.refresh_from_db()
     assert kept.status == DesktopStatus.RUNNING
+
+
+def test_after_a_lost_claim_the_request_goes_elsewhere(lab, tenant_member, roomy):
+    """The retry leaves out the host where another request won, unless nothing else fits."""
+    a = lab("a=A40x1")
+    b = lab("b=A40x1")
+    fill(b.gpus.get(), "A40-8Q", 4)  # the packing policy prefers b (started board)
+    cad = make_template("CAD", profile=profile("A40-8Q"), tenants=[roomy])
+    fleet = placement.fleet()
+    shape = placement.shape_of(cad)
+    assert fleet.place(shape).host_id == b.pk
+    assert fleet.place(shape, fresh=True, avoid=frozenset({b.pk})).host_id == a.pk
+    assert fleet.place(shape, avoid=frozenset({a.pk, b.pk})).host_id == b.pk  # nowhere else: try it again
+    assert fleet.place(shape).host_id == b.pk  # the avoidance was for that decision only
+
+
+def test_a_lost_claim_is_retried_on_fresh_rows(lab, tenant_member, roomy, monkeypatch):
+    """Another request takes the last instance between this request's read and its claim."""
+    from inventory.services import capacity
+
+    a = lab("a=A40x1")
+    b = lab("b=A40x1")
+    fill(b.gpus.get(), "A40-8Q", 5)
+    cad = make_template("CAD", profile=profile("A40-8Q"), tenants=[roomy])
+    real_claim = capacity.claim_vgpu
+    calls = []
+
+    def claim_after_a_rival(gpu_id, prof):
+        if not calls:  # a rival commits the last instance on b first
+            GPU.objects.filter(pk=gpu_id).update(instances_used=6)
+        calls.append(gpu_id)
+        return real_claim(gpu_id, prof)
+
+    monkeypatch.setattr(capacity, "claim_vgpu", claim_after_a_rival)
+    desktop = ask(tenant_member, cad)
+    assert calls == [b.gpus.get().pk, a.gpus.get().pk] and desktop.host == a

@@ -20,10 +20,11 @@ from inventory.models import GPU, Host, PlacementFailure, VGPUProfile
 
 
 def bump():
-    """A new ``Host.capacity_version``: on PostgreSQL the writing transaction's id, so a reader can ask for
-    the hosts changed by transactions it has not seen yet (``allocations.placement.Fleet``); elsewhere +1."""
+    """A new ``Host.capacity_version``: on PostgreSQL at least the writing transaction's id (and more than
+    before, so two changes in one transaction differ too), so a reader can ask for the hosts changed by
+    transactions it has not seen yet (``allocations.placement.Fleet``); elsewhere +1."""
     if connection.vendor == "postgresql":
-        return RawSQL("txid_current()", [])
+        return RawSQL("GREATEST(txid_current(), capacity_version + 1)", [])
     return F("capacity_version") + 1
 
 

@@ -11,6 +11,7 @@ from django.utils import timezone
 from audit import services as audit
 from inventory.choices import HostState
 from inventory.models import GPU, Host
+from inventory.services.capacity import bump
 from portal.errors import Conflict
 from portal.services import create_object, delete_object, update_object
 
@@ -89,7 +90,7 @@ def mark_silent_hosts_offline() -> list[str]:
             if (
                 Host.objects.filter(pk=host.pk, state=HostState.ONLINE)
                 .exclude(last_heartbeat__gte=cutoff)
-                .update(state=HostState.OFFLINE)
+                .update(state=HostState.OFFLINE, capacity_version=bump())
             ):
                 names.append(host.name)
                 audit.record(

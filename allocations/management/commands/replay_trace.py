@@ -52,4 +52,13 @@ class Command(BaseCommand):
                 f"note: the database is {connection.vendor}; the figures this project quotes are on PostgreSQL "
                 "(DATABASE_URL=postgres://…)."
             )
-        run_through_db(nodes, pods, policy=policy, seed=seed_list[0], limit=limit, out_path=out, clients=clients)
+        run_through_db(
+            nodes,
+            pods,
+            policy=policy,
+            seed=seed_list[0],
+            limit=limit,
+            out_path=out,
+            clients=clients,
+            stdout=self.stdout,
+        )
