@@ -290,14 +290,25 @@ def _populate(nodes, pods, clients: int = 1):
         )
         template.allowed_tenants.add(*tenants)
         template_of[key] = template.pk
+    if connection.vendor == "postgresql":  # planner statistics for the rows just loaded
+        with connection.cursor() as cur:
+            cur.execute(
+                f"ANALYZE {Host._meta.db_table}, {GPU._meta.db_table}, {VGPUProfile._meta.db_table}, "
+                f"{DesktopTemplate._meta.db_table}"
+            )
     gpu_index = {gid: int(pci[5:7], 16) for gid, pci in GPU.objects.values_list("id", "pci_address")}
     return users, template_of, gpu_index
 
 
 def _line(seed, seq, name, req, desktop, gpu_index) -> dict:
+    from allocations.models import Desktop
+
     if desktop is None:
         return {"seed": seed, "seq": seq, "pod": name, "host": None, "gpus": [], "milli": 0, "profile": None}
-    gpus = sorted(gpu_index[g] for g in desktop.gpus.values_list("id", flat=True))
+    gpus = sorted(
+        gpu_index[g]
+        for g in Desktop.gpus.through.objects.filter(desktop_id=desktop.pk).values_list("gpu_id", flat=True)
+    )
     milli = 0 if not req.num_gpu else (req.gpu_milli if req.is_share else engine.MILLI)
     return {
         "seed": seed,
