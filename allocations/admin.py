@@ -39,8 +39,17 @@ class ProfileQuotaInline(ReadOnlyInline, admin.TabularInline):
 
 @admin.register(Quota)
 class QuotaAdmin(AuditedAdmin):
-    list_display = ("tenant", "max_desktops", "max_framebuffer_mib", "max_desktop_hours")
+    """Each tenant's quota comes with the tenant (and counts what it holds): edited here, never added or deleted."""
+
+    list_display = ("tenant", "max_desktops", "max_framebuffer_mib", "max_desktop_hours", "desktops_held")
+    readonly_fields = ("desktops_held", "framebuffer_held_mib")
     inlines = [ProfileQuotaInline]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Membership)

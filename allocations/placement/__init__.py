@@ -74,7 +74,7 @@ def shape_of(template, vcpu_milli: int | None = None) -> engine.Request:
     if template.profile_id:
         p = template.profile
         milli = max(1, min(MILLI, p.framebuffer_mib * MILLI // p.board_framebuffer_mib))
-        return engine.Request(cpu, mem, 1, milli, frozenset({p.board}), _series_key(p), p.framebuffer_mib)
+        return engine.Request(cpu, mem, 1, milli, frozenset({p.board}), _series_key(p), p.framebuffer_mib, p.pk)
     if template.gpu_share_milli:
         return engine.Request(cpu, mem, 1, template.gpu_share_milli, models, template.profile_series)
     if template.gpu_count:
@@ -143,6 +143,7 @@ class Fleet:
         self._ladders: dict | None = None
         self._ladders_at = 0.0
         self._xmin: int | None = None
+        self._catalog_reread = False
         self._hosts_by_id: dict = {}
         self.profiles: dict = {}  # catalog rows by id, as of the last catalog read
         self._typical = None
@@ -303,6 +304,17 @@ class Fleet:
 
     def _apply(self, hosts, gpus, incremental: bool, ladders, typical) -> None:
         """Rebuild the cluster from ``hosts`` (all online hosts), or update the nodes of ``hosts`` (some)."""
+        if any(row[3] and row[3] not in self.profiles for rows in gpus.values() for row in rows):
+            # a GPU runs a profile added since this process read the catalog: read it, rebuild
+            if self._catalog_reread:
+                raise RuntimeError("a GPU runs a vGPU profile missing from the catalog")
+            self._catalog_reread = True
+            try:
+                self._read_catalog(time.monotonic())
+                self._structure = None
+                return self.refresh(full=True)
+            finally:
+                self._catalog_reread = False
         unit = self.vcpu_milli
         structure, states, node_host, node_gpus, nodes = [], [], [], [], []
         for hid, name, cores, memory, vcpus_used, mem_used, _version in hosts:
@@ -362,7 +374,13 @@ class Fleet:
         both after losing a claim (another request is filling that host right now; going elsewhere
         beats queueing behind it and losing again)."""
         with self._lock:
-            self.refresh(full=fresh)
+            if request.profile and request.profile not in self.profiles:
+                fresh = True  # a profile this process has not read yet: read the catalog first
+            try:
+                self.refresh(full=fresh)
+            except BaseException:
+                self._structure = None  # half-applied: the next decision reads everything again
+                raise
             decision = self._place_avoiding(request, avoid)
             if decision is None:
                 raise self._why_not(request)
@@ -399,7 +417,7 @@ class Fleet:
             boards = [i for i in boards if any(c.home[i][g] != engine.FREE_WHOLE for g in range(c.ngpu[i]))]
             if not boards:
                 return NoPlacement(f"No online host has {_a(wanted)} GPU in vGPU mode.", "gpu_model")
-            relaxed = engine.Request(0, 0, 1, req.gpu_milli, req.models, req.series, req.framebuffer)
+            relaxed = engine.Request(0, 0, 1, req.gpu_milli, req.models, req.series, req.framebuffer, req.profile)
             if not any(c.node_fits(i, relaxed) for i in boards):
                 return NoPlacement(
                     f"No free {label} instance: every {wanted} GPU is full or runs another profile.", "gpu_instances"

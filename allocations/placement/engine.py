@@ -108,8 +108,11 @@ class Ladder:
             lst.sort()
         self._choice: dict = {}
 
-    def choose(self, gpu_milli: int, series: str = "Q", framebuffer: int = 0) -> int | None:
-        """Key of the profile a share request gets on this board, None when the series has none big enough."""
+    def choose(self, gpu_milli: int, series: str = "Q", framebuffer: int = 0, profile: int = 0) -> int | None:
+        """Key of the profile a share request gets on this board, None when the series has none big enough
+        (a request naming a ``profile`` key gets that one, None on boards without it)."""
+        if profile:
+            return profile if profile in self.size else None
         ck = (gpu_milli, series, framebuffer)
         if ck in self._choice:
             return self._choice[ck]
@@ -198,11 +201,12 @@ class Request:
     models: frozenset | None = None  # allowed GPU models; None = any
     series: str = "Q"  # vgpu: the profile series a share request takes
     framebuffer: int = 0  # vgpu: absolute framebuffer wanted (ladder's unit); 0 = gpu_milli of the board
+    profile: int = 0  # vgpu: the profile key wanted (a template naming a profile); 0 = chosen by size
 
     @property
     def is_share(self) -> bool:
         """One vGPU instance (vgpu) or a share of one GPU (fractional), rather than whole GPUs."""
-        return self.num_gpu == 1 and (0 < self.gpu_milli < MILLI or self.framebuffer > 0)
+        return self.num_gpu == 1 and (0 < self.gpu_milli < MILLI or self.framebuffer > 0 or self.profile > 0)
 
     @property
     def gpu_request_milli(self) -> int:
@@ -385,7 +389,7 @@ class Cluster:
     # -- feasibility -----------------------------------------------------------------------
     def share_profile(self, i: int, req: Request) -> int | None:
         """Profile key a share request gets on node i's board (vgpu), None when none fits."""
-        return self.lad[i].choose(req.gpu_milli, req.series, req.framebuffer)
+        return self.lad[i].choose(req.gpu_milli, req.series, req.framebuffer, req.profile)
 
     def gpu_can_host(self, i: int, g: int, req: Request, size: int | None = 0) -> bool:
         """Can GPU g of node i take (its part of) ``req``?  size: vgpu profile key for share reqs."""
@@ -543,11 +547,12 @@ class TypicalPod:
     memory_mib: int = 0  # mean memory of the spec (used by "ours" only)
     series: str = "Q"
     framebuffer: int = 0
+    profile: int = 0
 
     @property
     def whole(self) -> bool:
         """Takes whole GPUs (rather than a share / one vGPU instance)."""
-        return not (self.num_gpu == 1 and (0 < self.gpu_milli < MILLI or self.framebuffer > 0))
+        return not (self.num_gpu == 1 and (0 < self.gpu_milli < MILLI or self.framebuffer > 0 or self.profile > 0))
 
 
 def typical_pods(reqs: Iterable[Request], coverage: float = 0.95, include_multi: bool = False) -> list[TypicalPod]:
@@ -565,6 +570,7 @@ def typical_pods(reqs: Iterable[Request], coverage: float = 0.95, include_multi:
             r.models,
             r.series,
             r.framebuffer if r.num_gpu > 0 else 0,
+            r.profile if r.num_gpu > 0 else 0,
         )
         cnt[k] += 1
         mem[k] = mem.get(k, 0) + r.memory_mib
@@ -578,7 +584,7 @@ def typical_pods(reqs: Iterable[Request], coverage: float = 0.95, include_multi:
     # decreasing count; ties as the simulator's sort.Reverse(Less): larger cpu, milli, num, type
     items = sorted(
         cnt.items(),
-        key=lambda kv: (kv[1], kv[0][0], kv[0][1], kv[0][2], model_key(kv[0][3]), kv[0][4], kv[0][5]),
+        key=lambda kv: (kv[1], kv[0][0], kv[0][1], kv[0][2], model_key(kv[0][3]), kv[0][4], kv[0][5], kv[0][6]),
         reverse=True,
     )
     out, cum = [], 0
@@ -590,7 +596,7 @@ def typical_pods(reqs: Iterable[Request], coverage: float = 0.95, include_multi:
             continue
         out.append((k, c))
         cum += c
-    return [TypicalPod(k[0], k[2], k[1], k[3], c / cum, mem[k] // c, k[4], k[5]) for k, c in out]
+    return [TypicalPod(k[0], k[2], k[1], k[3], c / cum, mem[k] // c, k[4], k[5], k[6]) for k, c in out]
 
 
 # --------------------------------------------------------------------------------------------
@@ -744,7 +750,7 @@ class FragModel:
             lad = self.ladder(model)
             for tp in self.typical:
                 whole = tp.whole
-                size = 0 if whole or not self.vgpu else lad.choose(tp.gpu_milli, tp.series, tp.framebuffer)
+                size = 0 if whole or not self.vgpu else lad.choose(tp.gpu_milli, tp.series, tp.framebuffer, tp.profile)
                 if tp.num_gpu == 0 or tp.gpu_milli == 0:
                     always += tp.freq
                 elif (tp.models is not None and model not in tp.models) or size is None:
@@ -899,7 +905,7 @@ class FGDPolicy(Policy):
         cpu, mem = req.cpu_milli, req.memory_mib
         cpu_free, mem_free, key = c.cpu_free, c.mem_free, c.key
         rank = self.rank
-        mk = (cpu, req.num_gpu, req.gpu_milli, req.series, req.framebuffer)
+        mk = (cpu, req.num_gpu, req.gpu_milli, req.series, req.framebuffer, req.profile)
         self._cur = req
         memo = self.memo.get(mk)
         if memo is None:
@@ -999,7 +1005,7 @@ class SlotFragModel:
                 if scarce and k in scarce:
                     p *= self.scarce_boost
                 whole = tp.whole
-                size = 0 if whole or not self.vgpu else lad.choose(tp.gpu_milli, tp.series, tp.framebuffer)
+                size = 0 if whole or not self.vgpu else lad.choose(tp.gpu_milli, tp.series, tp.framebuffer, tp.profile)
                 if (tp.models is not None and model not in tp.models) or size is None:
                     lst.append((p, None, 0, 0, True, 0, 0, 0, 1, 0))
                     continue
@@ -1226,7 +1232,7 @@ class OursPolicy(Policy):
         cpu_free, mem_free, key = c.cpu_free, c.mem_free, c.key
         scarce = self._scarce()
         memfree = self.fm.mem
-        mk = (cpu, mem if memfree else 0, req.num_gpu, req.gpu_milli, req.series, req.framebuffer, scarce)
+        mk = (cpu, mem if memfree else 0, req.num_gpu, req.gpu_milli, req.series, req.framebuffer, req.profile, scarce)
         memo = self.memo.get(mk)
         if memo is None:
             if len(self.memo) > 5000:

@@ -12,6 +12,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from allocations.choices import FINAL_STATUSES, TRANSITIONS, DesktopStatus, EndReason
@@ -62,8 +63,11 @@ def free_capacity(desktop: Desktop) -> bool:
         return False
     desktop.holds_capacity = False
     # quota row before host and GPUs: the order every request takes its locks in
+    # (never below zero: a counter that drifted must not keep a desktop from being released;
+    # ``manage.py recount_quotas`` puts counters back to what the desktops hold)
     Quota.objects.filter(tenant_id=desktop.tenant_id).update(
-        desktops_held=F("desktops_held") - 1, framebuffer_held_mib=F("framebuffer_held_mib") - desktop.framebuffer_mib
+        desktops_held=Greatest(F("desktops_held") - 1, 0),
+        framebuffer_held_mib=Greatest(F("framebuffer_held_mib") - desktop.framebuffer_mib, 0),
     )
     if desktop.host_id:
         capacity.release_host(desktop.host_id, desktop.vcpus, desktop.memory_mib)

@@ -45,6 +45,31 @@ def usage_of(tenant: Tenant, quota: Quota | None = None) -> Usage:
     return Usage(tenant.pk, quota.desktops_held, quota.framebuffer_held_mib)
 
 
+def recount(tenant: Tenant, *, actor=None) -> bool:
+    """Set the tenant's held counters to what its desktops hold (under the quota lock); audited when they
+    differed. Returns whether they did."""
+    with transaction.atomic():
+        quota = Quota.objects.select_for_update().get(tenant=tenant)
+        desktops, framebuffer = counted_usage(tenant)
+        before = {"desktops_held": quota.desktops_held, "framebuffer_held_mib": quota.framebuffer_held_mib}
+        after = {"desktops_held": desktops, "framebuffer_held_mib": framebuffer}
+        if before == after:
+            return False
+        Quota.objects.filter(pk=quota.pk).update(**after)
+        audit.record(
+            "quota.recounted",
+            actor=actor,
+            object_type="allocations.quota",
+            object_id=quota.pk,
+            object_repr=str(quota),
+            tenant_id=tenant.pk,
+            tenant_name=tenant.name,
+            before=before,
+            after=after,
+        )
+        return True
+
+
 def counted_usage(tenant: Tenant) -> tuple[int, int]:
     """The tenant's holding desktops and framebuffer counted from the desktops themselves (checks the counters)."""
     totals = Desktop.objects.for_tenant(tenant).holding_capacity().aggregate(n=Count("id"), fb=Sum("framebuffer_mib"))

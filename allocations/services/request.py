@@ -96,9 +96,9 @@ def _claim(template: DesktopTemplate, grant: Grant) -> bool:
     if not capacity.claim_host(choice.host_id, template.vcpus, template.memory_mib):
         return False
     if grant.profile is not None:
-        return capacity.claim_vgpu(choice.gpu_ids[0], grant.profile)
+        return capacity.claim_vgpu(choice.gpu_ids[0], grant.profile, choice.host_id)
     if choice.gpu_ids:
-        return capacity.claim_whole_gpus(list(choice.gpu_ids))
+        return capacity.claim_whole_gpus(list(choice.gpu_ids), choice.host_id)
     return True
 
 

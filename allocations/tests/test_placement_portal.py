@@ -2,6 +2,8 @@
 share templates (the scheduler picks board and profile), no-GPU templates, flexible GPUs, and the
 process's fleet cache staying true to the database."""
 
+import io
+
 import pytest
 
 from allocations import placement
@@ -276,12 +278,71 @@ def test_a_lost_claim_is_retried_on_fresh_rows(lab, tenant_member, roomy, monkey
     real_claim = capacity.claim_vgpu
     calls = []
 
-    def claim_after_a_rival(gpu_id, prof):
+    def claim_after_a_rival(gpu_id, prof, host_id=None):
         if not calls:  # a rival commits the last instance on b first
             GPU.objects.filter(pk=gpu_id).update(instances_used=6)
         calls.append(gpu_id)
-        return real_claim(gpu_id, prof)
+        return real_claim(gpu_id, prof, host_id)
 
     monkeypatch.setattr(capacity, "claim_vgpu", claim_after_a_rival)
     desktop = ask(tenant_member, cad)
     assert calls == [b.gpus.get().pk, a.gpus.get().pk] and desktop.host == a
+
+
+def test_a_named_profile_is_given_exactly_even_beside_one_of_the_same_size(lab, tenant_member, roomy):
+    from inventory.models import VGPUProfile as Profile
+
+    lab("a40=A40x1")
+    twin = Profile.objects.create(
+        name="A40-8Q-twin", board="A40", board_framebuffer_mib=49152, series="Q", framebuffer_mib=8192, max_per_gpu=6
+    )
+    placement.fleet().place(placement.shape_of(make_template("warm", profile=profile("A40-4Q"), tenants=[roomy])))
+    twin_template = make_template("Twin", profile=twin, tenants=[roomy])  # added after the fleet read the catalog
+    desktop = ask(tenant_member, twin_template)
+    assert desktop.profile == twin and desktop.gpus.get().current_profile == twin
+    with pytest.raises(NoCapacity, match="No free A40-8Q instance"):  # the board runs the twin now
+        ask(tenant_member, make_template("CAD", profile=profile("A40-8Q"), tenants=[roomy]))
+
+
+def test_a_gpu_running_a_profile_added_after_the_catalog_was_read(lab, tenant_member, roomy):
+    from inventory.models import VGPUProfile as Profile
+
+    a = lab("a=A40x1")
+    lab("b=A40x1")
+    cad = make_template("CAD", profile=profile("A40-8Q"), tenants=[roomy])
+    ask(tenant_member, cad)  # the fleet has read the catalog
+    newer = Profile.objects.create(
+        name="A40-8Q-new", board="A40", board_framebuffer_mib=49152, series="Q", framebuffer_mib=8192, max_per_gpu=6
+    )
+    other = GPU.objects.exclude(instances_used__gt=0).get()
+    other.current_profile, other.instances_used = newer, 1  # e.g. found running by the host's sync
+    other.save()
+    assert ask(tenant_member, cad).host.gpus.get().current_profile.name == "A40-8Q"
+    assert a.pk in {d.host_id for d in roomy.desktops.all()}
+
+
+def test_drifted_quota_counters_are_recounted_and_never_block_a_release(lab, tenant_member, roomy, run_tasks):
+    from django.core.management import call_command
+
+    from allocations.models import Quota
+    from allocations.services.lifecycle import release_desktop
+    from audit.models import AuditEvent
+
+    lab("a=A40x1")
+    cad = make_template("CAD", profile=profile("A40-8Q"), tenants=[roomy])
+    with run_tasks():
+        desktop = ask(tenant_member, cad)
+        Quota.objects.filter(tenant=roomy).update(desktops_held=0, framebuffer_held_mib=0)  # drifted
+        release_desktop(desktop, actor=tenant_member)
+    desktop.refresh_from_db()
+    assert desktop.status == DesktopStatus.RELEASED  # released despite the counters being at 0
+    Quota.objects.filter(tenant=roomy).update(desktops_held=5, framebuffer_held_mib=99)
+    out = io.StringIO()
+    call_command("recount_quotas", stdout=out)
+    assert "recounted 1 tenant(s): acme" in out.getvalue()
+    quota = Quota.objects.get(tenant=roomy)
+    assert (quota.desktops_held, quota.framebuffer_held_mib) == (0, 0)
+    event = AuditEvent.objects.get(verb="quota.recounted")
+    assert event.before == {"desktops_held": 5, "framebuffer_held_mib": 99}
+    call_command("recount_quotas", stdout=out)
+    assert out.getvalue().endswith("recounted 0 tenant(s)\n")

@@ -54,24 +54,30 @@ VGPU_MODES = (GPUMode.VGPU, GPUMode.FLEXIBLE)
 WHOLE_MODES = (GPUMode.PASSTHROUGH, GPUMode.FLEXIBLE)
 
 
-def claim_vgpu(gpu_id: int, profile: VGPUProfile) -> bool:
-    """One instance of ``profile`` on the GPU: it must run that profile with room left, or be empty."""
+def claim_vgpu(gpu_id: int, profile: VGPUProfile, host_id: int | None = None) -> bool:
+    """One instance of ``profile`` on the GPU (of ``host_id``, when given): it must run that profile with
+    room left, or be empty."""
     room = Q(current_profile=profile, instances_used__lt=profile.max_per_gpu) | Q(
         current_profile__isnull=True, instances_used=0
     )
     return (
-        GPU.objects.filter(room, pk=gpu_id, mode__in=VGPU_MODES, present=True, model=profile.board).update(
-            current_profile=profile, instances_used=F("instances_used") + 1
-        )
+        GPU.objects.filter(room, pk=gpu_id, mode__in=VGPU_MODES, present=True, model=profile.board)
+        .filter(**({"host_id": host_id} if host_id else {}))
+        .update(current_profile=profile, instances_used=F("instances_used") + 1)
         == 1
     )
 
 
-def claim_whole_gpus(gpu_ids: list[int]) -> bool:
-    """The GPUs whole: each must be in a mode that allows it and hold nothing (no vGPU, not taken)."""
-    taken = GPU.objects.filter(
-        pk__in=gpu_ids, mode__in=WHOLE_MODES, present=True, instances_used=0, current_profile__isnull=True
-    ).update(instances_used=1)
+def claim_whole_gpus(gpu_ids: list[int], host_id: int | None = None) -> bool:
+    """The GPUs whole (all of ``host_id``, when given): each must be in a mode that allows it and hold
+    nothing (no vGPU, not taken)."""
+    taken = (
+        GPU.objects.filter(
+            pk__in=gpu_ids, mode__in=WHOLE_MODES, present=True, instances_used=0, current_profile__isnull=True
+        )
+        .filter(**({"host_id": host_id} if host_id else {}))
+        .update(instances_used=1)
+    )
     return taken == len(set(gpu_ids))
 
 
