@@ -239,6 +239,9 @@ PORTAL_PLACEMENT_POLICY = env_choice(
 # What one vCPU weighs to the scheduler, in milli-cores (host cpu_cores count vCPUs too). 1000 on real fleets;
 # the trace replay's own database counts trace milli-cores as vCPUs and sets 1.
 PORTAL_PLACEMENT_VCPU_MILLI = env_int("PORTAL_PLACEMENT_VCPU_MILLI", 1000, minimum=1)
+# "ours" breaks its last ties in each process's own random order, so web workers deciding at once rarely
+# collide on one slot; 0 breaks them by host name (reproducible choices, as the tests use).
+PORTAL_PLACEMENT_SPREAD_TIES = env_bool("PORTAL_PLACEMENT_SPREAD_TIES", True)
 # Prometheus scrapers send "Authorization: Bearer <this>"; empty: only signed-in operators may read /metrics.
 PORTAL_METRICS_TOKEN = env_str("PORTAL_METRICS_TOKEN", "")
 

@@ -474,7 +474,9 @@ def fleet() -> Fleet:
     with _fleets_lock:
         f = _fleets.get(key)
         if f is None:
-            f = _fleets[key] = Fleet(key[0], vcpu_milli=key[1])
+            f = _fleets[key] = Fleet(
+                key[0], vcpu_milli=key[1], spread=getattr(settings, "PORTAL_PLACEMENT_SPREAD_TIES", True)
+            )
         return f
 
 
