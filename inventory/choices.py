@@ -19,6 +19,10 @@ class GPUMode(models.TextChoices):
     DISABLED = "disabled", "Disabled"
 
 
+VGPU_MODES = (GPUMode.VGPU, GPUMode.FLEXIBLE)  # modes in which a GPU may run vGPU instances
+WHOLE_MODES = (GPUMode.PASSTHROUGH, GPUMode.FLEXIBLE)  # modes in which a GPU may be handed whole to a desktop
+
+
 class ProfileSeries(models.TextChoices):
     Q = "Q", "Q (virtual workstation)"
     B = "B", "B (business desktop)"

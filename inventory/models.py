@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 
-from inventory.choices import GPUMode, HostState, ProfileSeries, TelemetrySource
+from inventory.choices import VGPU_MODES, GPUMode, HostState, ProfileSeries, TelemetrySource
 from inventory.querysets import GPUQuerySet, HostQuerySet
 
 host_name_validator = RegexValidator(
@@ -172,7 +172,7 @@ class GPU(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["host", "pci_address"], name="gpu_unique_pci_address_per_host"),
             models.CheckConstraint(
-                condition=models.Q(mode__in=[GPUMode.VGPU, GPUMode.FLEXIBLE]) | models.Q(current_profile__isnull=True),
+                condition=models.Q(mode__in=list(VGPU_MODES)) | models.Q(current_profile__isnull=True),
                 name="gpu_profile_only_in_vgpu_modes",
             ),
             models.CheckConstraint(
@@ -226,7 +226,7 @@ class GPU(models.Model):
             raise ValidationError(
                 f"Desktops hold instances on this GPU; release them before changing {', '.join(blocked)}."
             )
-        if self.mode not in (GPUMode.VGPU, GPUMode.FLEXIBLE) and self.current_profile_id:
+        if self.mode not in VGPU_MODES and self.current_profile_id:
             raise ValidationError({"current_profile": f"A GPU in {self.mode} mode cannot run a vGPU profile."})
         if self.current_profile_id and self.current_profile.board != self.model:
             raise ValidationError(

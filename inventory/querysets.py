@@ -1,6 +1,6 @@
 from django.db import models
 
-from inventory.choices import GPUMode, HostState
+from inventory.choices import VGPU_MODES, HostState
 
 
 class HostQuerySet(models.QuerySet):
@@ -17,4 +17,4 @@ class GPUQuerySet(models.QuerySet):
         return self.filter(host=host)
 
     def in_vgpu_mode(self):
-        return self.filter(mode__in=[GPUMode.VGPU, GPUMode.FLEXIBLE])
+        return self.filter(mode__in=VGPU_MODES)

@@ -82,13 +82,11 @@ def shape_of(template, vcpu_milli: int | None = None) -> engine.Request:
     return engine.Request(cpu, mem)
 
 
-def catalog_ladders(rows=None) -> dict[str, Ladder]:
-    """Every board's profiles from the catalog, keyed by profile id."""
-    from inventory.models import VGPUProfile
-
+def catalog_ladders(rows) -> dict[str, Ladder]:
+    """Every board's profiles from catalog rows (VGPUProfile), keyed by profile id."""
     by_board: dict[str, list] = {}
     fb: dict[str, int] = {}
-    for p in VGPUProfile.objects.all() if rows is None else rows:
+    for p in rows:
         by_board.setdefault(p.board, []).append(
             ProfileSpec(p.pk, p.name, p.framebuffer_mib, p.max_per_gpu, _series_key(p))
         )

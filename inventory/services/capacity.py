@@ -15,7 +15,7 @@ from django.db import connection
 from django.db.models import F, Q
 from django.db.models.expressions import RawSQL
 
-from inventory.choices import GPUMode, HostState
+from inventory.choices import VGPU_MODES, WHOLE_MODES, HostState
 from inventory.models import GPU, Host, PlacementFailure, VGPUProfile
 
 
@@ -48,10 +48,6 @@ def claim_host(host_id: int, vcpus: int, memory_mib: int) -> bool:
         )
         == 1
     )
-
-
-VGPU_MODES = (GPUMode.VGPU, GPUMode.FLEXIBLE)
-WHOLE_MODES = (GPUMode.PASSTHROUGH, GPUMode.FLEXIBLE)
 
 
 def claim_vgpu(gpu_id: int, profile: VGPUProfile, host_id: int | None = None) -> bool:

@@ -33,11 +33,16 @@ def create_gpu(data: dict, *, actor) -> GPU:
     return create_object(GPU(**data), actor=actor)
 
 
+def _lock_gpu(gpu: GPU) -> GPU:
+    """Lock the GPU's host, then the GPU (the claims' lock order), and return the locked row."""
+    Host.objects.select_for_update().filter(pk=gpu.host_id).first()
+    return GPU.objects.select_for_update().get(pk=gpu.pk)
+
+
 def update_gpu(gpu: GPU, changes: dict, *, actor) -> GPU:
     """Mode and profile follow what runs on the board: they cannot change under running desktops."""
     with transaction.atomic():
-        Host.objects.select_for_update().filter(pk=gpu.host_id).first()  # host, then GPU: the claims' lock order
-        locked = GPU.objects.select_for_update().get(pk=gpu.pk)
+        locked = _lock_gpu(gpu)
         for name, value in changes.items():
             setattr(locked, name, value)
         blocked = locked.changes_blocked_by_desktops()  # the same rule the model's clean() applies
@@ -52,8 +57,7 @@ def update_gpu(gpu: GPU, changes: dict, *, actor) -> GPU:
 def delete_gpu(gpu: GPU, *, actor) -> None:
     """Refused while desktops hold instances on it; a GPU that vanished is marked by sync, not deleted."""
     with transaction.atomic():
-        Host.objects.select_for_update().filter(pk=gpu.host_id).first()  # host, then GPU: the claims' lock order
-        gpu = GPU.objects.select_for_update().get(pk=gpu.pk)
+        gpu = _lock_gpu(gpu)
         if gpu.instances_used:
             raise Conflict(f"{gpu} has {gpu.instances_used} desktop instance(s) in use; release them first.")
         delete_object(gpu, actor=actor)

@@ -16,7 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit import services as audit
-from inventory.choices import GPUMode, HostState
+from inventory.choices import VGPU_MODES, GPUMode, HostState
 from inventory.drivers.base import Discovery, DriverError
 from inventory.drivers.telemetry import OK, HostTelemetry
 from inventory.models import GPU, GPUMdevType, Host, VGPUProfile
@@ -181,7 +181,7 @@ def _sync_current_profile(row: GPU, gpu, type_ids_in_use: set[str], profiles: di
     hold instances on it (``instances_used``) the scheduler's profile stands. A free board that holds
     vGPU instances (e.g. left by a failed teardown) runs their type until they are removed; a free
     board that holds none runs nothing, so it may take any type again."""
-    if row.mode not in (GPUMode.VGPU, GPUMode.FLEXIBLE) or row.instances_used:
+    if row.mode not in VGPU_MODES or row.instances_used:
         return
     profile = None
     if type_ids_in_use:
