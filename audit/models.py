@@ -64,7 +64,7 @@ class AuditEvent(models.Model):
             raise AppendOnlyError("Audit events are append-only; they cannot be updated.")
         from audit import chain  # the chain module needs this model
 
-        with transaction.atomic():
+        with transaction.atomic(savepoint=False):  # inside a caller's transaction: its own, no savepoint
             if self.seq is None:
                 chain.link(self)
             super().save(*args, **kwargs)

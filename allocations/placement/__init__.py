@@ -57,9 +57,12 @@ class Choice:
     host_id: int
     gpu_ids: tuple[int, ...]
     profile_id: int | None  # the vGPU profile the desktop gets; None for whole GPUs or no GPU
+    whole_framebuffer_mib: int = 0  # the whole GPUs' framebuffer, summed (0 for a vGPU or no GPU)
 
 
 _MODE = {"vgpu": "vgpu", "passthrough": "whole", "flexible": "any"}
+_HOST_COLUMNS = "h.id, h.name, h.state, h.cpu_cores, h.memory_mib, h.vcpus_used, h.memory_used_mib, h.capacity_version"
+_GPU_COLUMNS = "g.id, g.model, g.mode, g.current_profile_id, g.instances_used, g.framebuffer_mib"
 
 
 def _series_key(profile) -> str:
@@ -138,6 +141,7 @@ class Fleet:
         self._states: list = []
         self._node_host: list[int] = []
         self._node_gpus: list[tuple[int, ...]] = []
+        self._node_fb: list[tuple[int, ...]] = []  # each node's GPUs' framebuffer (MiB), as _node_gpus
         self._ladders: dict | None = None
         self._ladders_at = 0.0
         self._xmin: int | None = None
@@ -171,21 +175,19 @@ class Fleet:
             return tuple(cur.fetchone())
 
     def _gpu_rows(self, host_ids=None) -> dict[int, list[tuple]]:
-        """host id → its usable GPUs as (id, model, mode, current_profile_id, instances_used), by model and PCI."""
+        """host id → its usable GPUs as (id, model, mode, current_profile_id, instances_used, framebuffer_mib),
+        by model and PCI."""
         from inventory.choices import GPUMode
         from inventory.models import GPU
 
-        sql = (
-            f"SELECT host_id, id, model, mode, current_profile_id, instances_used FROM {GPU._meta.db_table} "
-            f"WHERE present AND mode <> %s"
-        )
+        sql = f"SELECT g.host_id, {_GPU_COLUMNS} FROM {GPU._meta.db_table} g WHERE g.present AND g.mode <> %s"
         params: list = [GPUMode.DISABLED]
         if host_ids is not None:
-            sql += f" AND host_id IN ({', '.join(['%s'] * len(host_ids))})"
+            sql += f" AND g.host_id IN ({', '.join(['%s'] * len(host_ids))})"
             params += list(host_ids)
         out: dict[int, list[tuple]] = {}
         with connection.cursor() as cur:
-            cur.execute(sql + " ORDER BY host_id, model, pci_address", params)
+            cur.execute(sql + " ORDER BY g.host_id, g.model, g.pci_address", params)
             for hid, *row in cur.fetchall():
                 out.setdefault(hid, []).append(tuple(row))
         return out
@@ -260,7 +262,7 @@ class Fleet:
         from inventory.choices import HostState
 
         if not full and self._xmin is not None:
-            xmin, rows = self._pg_hosts(self._xmin)
+            xmin, rows, gpus = self._pg_changed(self._xmin)
             changed = []
             for hid, name, state, *rest in rows:
                 old = self._hosts_by_id.get(hid)
@@ -273,32 +275,58 @@ class Fleet:
             if not full:
                 if changed:
                     self._hosts_by_id.update((h[0], h) for h in changed)
-                    self._apply(changed, self._gpu_rows([h[0] for h in changed]), True, self._ladders, typical)
+                    self._apply(changed, gpus, True, self._ladders, typical)
                 self._xmin = xmin
                 return
-        xmin, rows = self._pg_hosts(None)
+        xmin, rows = self._pg_hosts()
         hosts = [(hid, name, *rest) for hid, name, _state, *rest in rows]
         self._hosts_by_id = {h[0]: h for h in hosts}
         self._full_at = now
         self._apply(hosts, self._gpu_rows(), False, self._ladders, typical)
         self._xmin = xmin
 
-    def _pg_hosts(self, since: int | None) -> tuple[int, list[tuple]]:
-        """The oldest transaction in progress now, and the online hosts (``since`` None) or every host
-        changed by a transaction at or after ``since``; one statement, so both come from one snapshot."""
+    def _pg_hosts(self) -> tuple[int, list[tuple]]:
+        """The oldest transaction in progress now and the online hosts, from one snapshot."""
         from inventory.choices import HostState
         from inventory.models import Host
 
-        where, params = ("h.state = %s", [HostState.ONLINE]) if since is None else ("h.capacity_version >= %s", [since])
         with connection.cursor() as cur:
             cur.execute(
                 f"WITH s AS (SELECT txid_snapshot_xmin(txid_current_snapshot()) AS xmin) "
-                f"SELECT s.xmin, h.id, h.name, h.state, h.cpu_cores, h.memory_mib, h.vcpus_used, h.memory_used_mib, "
-                f"h.capacity_version FROM s LEFT JOIN {Host._meta.db_table} h ON {where} ORDER BY h.name",
-                params,
+                f"SELECT s.xmin, {_HOST_COLUMNS} FROM s LEFT JOIN {Host._meta.db_table} h ON h.state = %s "
+                f"ORDER BY h.name",
+                [HostState.ONLINE],
             )
             rows = cur.fetchall()
         return rows[0][0], [r[1:] for r in rows if r[1] is not None]
+
+    def _pg_changed(self, since: int) -> tuple[int, list[tuple], dict[int, list[tuple]]]:
+        """The oldest transaction in progress now, every host changed by a transaction at or after
+        ``since``, and those hosts' usable GPUs (as ``_gpu_rows``): one statement, one snapshot (this
+        runs before every decision)."""
+        from inventory.choices import GPUMode
+        from inventory.models import GPU, Host
+
+        with connection.cursor() as cur:
+            cur.execute(
+                f"WITH s AS (SELECT txid_snapshot_xmin(txid_current_snapshot()) AS xmin) "
+                f"SELECT s.xmin, {_HOST_COLUMNS}, {_GPU_COLUMNS} "
+                f"FROM s LEFT JOIN {Host._meta.db_table} h ON h.capacity_version >= %s "
+                f"LEFT JOIN {GPU._meta.db_table} g ON g.host_id = h.id AND g.present AND g.mode <> %s "
+                f"ORDER BY h.name, g.model, g.pci_address",
+                [since, GPUMode.DISABLED],
+            )
+            rows = cur.fetchall()
+        hosts: dict[int, tuple] = {}
+        gpus: dict[int, list[tuple]] = {}
+        width = 1 + len(_HOST_COLUMNS.split(", "))  # xmin, then the host columns, then the GPU columns
+        for r in rows:
+            if r[1] is None:
+                continue
+            hosts.setdefault(r[1], r[1:width])
+            if r[width] is not None:
+                gpus.setdefault(r[1], []).append(r[width:])
+        return rows[0][0], list(hosts.values()), gpus
 
     def _apply(self, hosts, gpus, incremental: bool, ladders, typical) -> None:
         """Rebuild the cluster from ``hosts`` (all online hosts), or update the nodes of ``hosts`` (some)."""
@@ -314,7 +342,7 @@ class Fleet:
             finally:
                 self._catalog_reread = False
         unit = self.vcpu_milli
-        structure, states, node_host, node_gpus, nodes = [], [], [], [], []
+        structure, states, node_host, node_gpus, node_fb, nodes = [], [], [], [], [], []
         for hid, name, cores, memory, vcpus_used, mem_used, _version in hosts:
             groups: dict[str, list] = {}
             for row in gpus.get(hid, ()):
@@ -327,16 +355,18 @@ class Fleet:
                 states.append((cpu_free, mem_free, tuple(_gpu_state(r[2], r[3], r[4]) for r in rows)))
                 node_host.append(hid)
                 node_gpus.append(tuple(r[0] for r in rows))
+                node_fb.append(tuple(r[5] for r in rows))
                 nodes.append((node_name, cores * unit, memory, model, rows))
         if incremental:
             # Only some hosts moved: same GPUs and modes (else the fingerprint would have changed)?
             index = [self._node_of.get(s[:2]) for s in structure]
             if None in index or any(self._structure[i] != s for i, s in zip(index, structure, strict=True)):
                 return self.refresh(full=True)
-            for i, st in zip(index, states, strict=True):
+            for i, st, fb in zip(index, states, node_fb, strict=True):
                 if st != self._states[i]:
                     self.cluster.set_node(i, st[0], st[1], [engine.GPUState(*g) for g in st[2]])
                     self._states[i] = st
+                self._node_fb[i] = fb
             return None
         structure = tuple(structure)
         if structure != self._structure or self.cluster is None:
@@ -357,7 +387,7 @@ class Fleet:
             self._structure = structure
             self._node_of = {s[:2]: i for i, s in enumerate(structure)}
             self._states = [None] * len(nodes)
-            self._node_host, self._node_gpus = node_host, node_gpus
+            self._node_host, self._node_gpus, self._node_fb = node_host, node_gpus, node_fb
             self.rebuilds += 1
         for i, st in enumerate(states):
             if st != self._states[i]:
@@ -383,10 +413,12 @@ class Fleet:
             if decision is None:
                 raise self._why_not(request)
             i = decision.node_index
+            profile_id = decision.profile_key or None
             return Choice(
                 host_id=self._node_host[i],
                 gpu_ids=tuple(self._node_gpus[i][g] for g in decision.gpus),
-                profile_id=decision.profile_key or None,
+                profile_id=profile_id,
+                whole_framebuffer_mib=0 if profile_id else sum(self._node_fb[i][g] for g in decision.gpus),
             )
 
     def _place_avoiding(self, request: engine.Request, avoid) -> engine.Decision | None:

@@ -2,8 +2,9 @@
 
 Both directions are idempotent, so a redelivered task (a worker killed half-way,
 a broker that delivered twice) finishes the job instead of doing it twice:
-the mdev UUID and domain name are fixed when the desktop is requested, and
-each step first looks at what already exists.
+the mdev UUID is fixed when the desktop is requested and the domain name
+(``desktop-<id>``) when its build starts, before anything exists on the host,
+and each step first looks at what already exists.
 """
 
 from __future__ import annotations
@@ -57,8 +58,9 @@ def build_desktop(desktop: Desktop) -> DomainInfo:
 def teardown_desktop(desktop: Desktop) -> None:
     """Power off and remove the domain, then its vGPU instance. Anything already gone is fine."""
     driver = driver_for(desktop.host)
-    driver.destroy_domain(desktop.domain_name)
-    driver.undefine_domain(desktop.domain_name)
+    if desktop.domain_name:  # none yet: its build never started, nothing was defined
+        driver.destroy_domain(desktop.domain_name)
+        driver.undefine_domain(desktop.domain_name)
     if desktop.mdev_uuid:
         driver.remove_mdev(str(desktop.mdev_uuid))
 

@@ -93,6 +93,8 @@ def transition(desktop_id: int, to: str, *, actor=None, reason: str = "", end_re
             desktop.end_reason = end_reason
         for key, value in fields.items():
             setattr(desktop, key, value)
+        if to == DesktopStatus.PROVISIONING and not desktop.domain_name:
+            desktop.domain_name = f"desktop-{desktop.pk}"  # named as its build starts, before anything exists
         if to in FINAL_STATUSES:
             desktop.ended_at = now
             freed = free_capacity(desktop)

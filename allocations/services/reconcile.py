@@ -47,10 +47,8 @@ def reconcile_host(host: Host) -> ReconcileReport:
     driver = driver_for(host)
     report = ReconcileReport(host=host.name)
     domains = {d.name: d for d in driver.list_domains()}
-    live = {
-        d.domain_name: d
-        for d in Desktop.objects.filter(host=host, status__in=HOLDING_STATUSES).select_related("tenant")
-    }
+    holding = list(Desktop.objects.filter(host=host, status__in=HOLDING_STATUSES).select_related("tenant"))
+    live = {d.domain_name: d for d in holding if d.domain_name}  # a domain is named when its build starts
 
     for name, domain in domains.items():
         if "desktop" not in domain.metadata or name in live:
@@ -66,7 +64,7 @@ def reconcile_host(host: Host) -> ReconcileReport:
             {"desktop": domain.metadata.get("desktop"), "state": domain.state},
         )
 
-    owned = {str(d.mdev_uuid) for d in live.values() if d.mdev_uuid}
+    owned = {str(d.mdev_uuid) for d in holding if d.mdev_uuid}
     for mdev in driver.list_mdevs():
         if mdev.domain or mdev.uuid in owned:
             continue

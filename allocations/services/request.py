@@ -3,9 +3,10 @@
 Order of locks (the same for every request, so requests never deadlock): the
 tenant's Quota row (serialises one tenant's requests, so quota can never be
 overrun), then the chosen host, then its GPUs (conditional updates in
-``inventory.services.capacity``). A claim that loses a race is rolled back to
-its savepoint and placement is retried on fresh data; the provision task is
-queued to the host's own queue only once everything has committed.
+``inventory.services.capacity``). A claim that loses a race gives back what it
+took and placement is retried on fresh data, elsewhere than the contended host;
+the provision task is queued to the host's own queue only once everything has
+committed.
 """
 
 from __future__ import annotations
@@ -23,29 +24,37 @@ from allocations.models import Desktop, DesktopTemplate, Quota, Tenant
 from allocations.services.access import roles_of
 from allocations.services.lifecycle import _enqueue, _record
 from allocations.services.quotas import check_room, usage_of
-from inventory.models import GPU, VGPUProfile
+from inventory.models import VGPUProfile
 from inventory.services import capacity
 from inventory.services.capacity import count_placement_failure
 from portal.errors import NotFound, PortalError
 
 CLAIM_ATTEMPTS = 8
+FULL_READ_FROM_ATTEMPT = 2
 
 
-def resolve_tenant(actor, tenant_id: int | None) -> Tenant:
+def tenant_id_for(actor, tenant_id: int | None) -> int:
+    """Which of the actor's tenants a request is for (no query: roles are cached on the user)."""
     tenant_ids = roles_of(actor).tenant_ids
     if tenant_id is not None:
         if tenant_id not in tenant_ids:
             raise NotFound("No such tenant among yours.")
-        tenant = Tenant.objects.get(pk=tenant_id)
-    elif not tenant_ids:
+        return tenant_id
+    if not tenant_ids:
         raise NotAllowed("Only members of a tenant can request desktops.")
-    elif len(tenant_ids) > 1:
+    if len(tenant_ids) > 1:
         raise PortalError("You belong to several tenants: say which one (tenant).")
-    else:
-        tenant = Tenant.objects.get(pk=next(iter(tenant_ids)))
+    return next(iter(tenant_ids))
+
+
+def check_active(tenant: Tenant) -> Tenant:
     if not tenant.is_active:
         raise NotAllowed(f"{tenant.name} is inactive: it keeps its history but gets nothing new.")
     return tenant
+
+
+def resolve_tenant(actor, tenant_id: int | None) -> Tenant:
+    return check_active(Tenant.objects.get(pk=tenant_id_for(actor, tenant_id)))
 
 
 @dataclass(frozen=True)
@@ -78,8 +87,7 @@ def decide(template: DesktopTemplate, quota: Quota, usage, *, fresh: bool = Fals
         profile = template.profile if template.profile_id == choice.profile_id else placement.profile(choice.profile_id)
         grant = Grant(choice, profile, profile.framebuffer_mib)
     else:
-        fb = sum(GPU.objects.filter(pk__in=choice.gpu_ids).values_list("framebuffer_mib", flat=True))
-        grant = Grant(choice, None, fb)
+        grant = Grant(choice, None, choice.whole_framebuffer_mib)
     if not template.profile_id:
         check_room(
             quota,
@@ -91,15 +99,28 @@ def decide(template: DesktopTemplate, quota: Quota, usage, *, fresh: bool = Fals
 
 
 def _claim(template: DesktopTemplate, grant: Grant) -> bool:
-    """Take the grant's capacity, all or nothing (the caller wraps this in a savepoint)."""
+    """Take the grant's capacity, all or nothing. A claim that fails gives back what it took: the host's
+    share with one UPDATE; several whole GPUs (one UPDATE that may take only some) in a savepoint."""
     choice = grant.choice
     if not capacity.claim_host(choice.host_id, template.vcpus, template.memory_mib):
         return False
     if grant.profile is not None:
-        return capacity.claim_vgpu(choice.gpu_ids[0], grant.profile, choice.host_id)
-    if choice.gpu_ids:
-        return capacity.claim_whole_gpus(list(choice.gpu_ids), choice.host_id)
-    return True
+        taken = capacity.claim_vgpu(choice.gpu_ids[0], grant.profile, choice.host_id)
+    elif len(choice.gpu_ids) > 1:
+        try:
+            with transaction.atomic():
+                if not capacity.claim_whole_gpus(list(choice.gpu_ids), choice.host_id):
+                    raise _LostRace
+            taken = True
+        except _LostRace:
+            taken = False
+    elif choice.gpu_ids:
+        taken = capacity.claim_whole_gpus(list(choice.gpu_ids), choice.host_id)
+    else:
+        taken = True
+    if not taken:
+        capacity.release_host(choice.host_id, template.vcpus, template.memory_mib)
+    return taken
 
 
 class _LostRace(Exception):
@@ -131,19 +152,27 @@ def _request_desktop(
 ) -> Desktop:
     """Ask for a desktop. Returns it REQUESTED with its capacity claimed and provisioning queued;
     raises NotFound/NotAllowed, QuotaExceeded or NoCapacity (409) with a message for people."""
-    tenant = resolve_tenant(actor, tenant_id)
-    template = (
-        DesktopTemplate.objects.filter(pk=template_id, is_active=True, allowed_tenants=tenant)
-        .select_related("profile")
-        .first()
-    )
-    if template is None:
-        raise NotFound("No such desktop template is offered to your tenant.")
+    tenant_id = tenant_id_for(actor, tenant_id)
     if duration_hours < 1:
         raise PortalError("A desktop lasts at least one hour (duration_hours ≥ 1).")
-
     with transaction.atomic():
-        quota = Quota.objects.select_for_update().get(tenant=tenant)  # one tenant's requests queue up here
+        # the tenant's quota row first: one tenant's requests queue up here
+        quota = (
+            Quota.objects.select_for_update(of=("self",)).select_related("tenant").filter(tenant_id=tenant_id).first()
+        )
+        if quota is None:
+            tenant = Tenant.objects.filter(pk=tenant_id).first()
+            if tenant is None:
+                raise NotFound("No such tenant among yours.")
+            raise NotAllowed(f"{tenant.name} has no quota yet: a platform admin sets one before it can have desktops.")
+        tenant = check_active(quota.tenant)
+        template = (
+            DesktopTemplate.objects.filter(pk=template_id, is_active=True, allowed_tenants=tenant_id)
+            .select_related("profile")
+            .first()
+        )
+        if template is None:
+            raise NotFound("No such desktop template is offered to your tenant.")
         if duration_hours > quota.max_desktop_hours:
             raise QuotaExceeded(
                 f"A desktop may last at most {quota.max_desktop_hours} hours; you asked for {duration_hours}.",
@@ -153,26 +182,23 @@ def _request_desktop(
         check_quota_first(quota, usage, template)
         contended: set[int] = set()  # hosts where this request lost a claim to another one
         for attempt in range(CLAIM_ATTEMPTS):
-            # after a lost claim: re-read everything, and go elsewhere than where others are filling up
-            grant = decide(template, quota, usage, fresh=attempt > 0, avoid=frozenset(contended))
-            try:
-                with transaction.atomic():  # savepoint: a lost race undoes only this attempt
-                    if not _claim(template, grant):
-                        raise _LostRace
-                    Quota.objects.filter(pk=quota.pk).update(
-                        desktops_held=F("desktops_held") + 1,
-                        framebuffer_held_mib=F("framebuffer_held_mib") + grant.framebuffer_mib,
-                    )
-                    desktop = _create(actor, tenant, template, grant, duration_hours, name)
+            # After a lost claim go elsewhere than where others are filling up. The refresh before each
+            # decision reads the hosts the winner changed; from the third try on, every row is read again
+            # (a view wrong for a reason the versions do not show would otherwise lose every time).
+            grant = decide(template, quota, usage, fresh=attempt >= FULL_READ_FROM_ATTEMPT, avoid=frozenset(contended))
+            if _claim(template, grant):
                 break
-            except _LostRace:
-                contended.add(grant.choice.host_id)
-                continue
+            contended.add(grant.choice.host_id)
         else:
             raise NoCapacity(
                 "Capacity changed while placing your desktop and none was left; try again.",
                 details={"resource": "contention"},
             )
+        Quota.objects.filter(pk=quota.pk).update(
+            desktops_held=F("desktops_held") + 1,
+            framebuffer_held_mib=F("framebuffer_held_mib") + grant.framebuffer_mib,
+        )
+        desktop = _create(actor, tenant, template, grant, duration_hours, name)
         if queue_provisioning:
             _enqueue("provision", desktop)
     return desktop
@@ -196,12 +222,10 @@ def _create(actor, tenant, template, grant: Grant, duration_hours, name) -> Desk
         mdev_uuid=uuid.uuid4() if profile else None,
         domain_uuid=uuid.uuid4(),
     )
-    desktop.domain_name = f"desktop-{desktop.pk}"
-    desktop.save(update_fields=["domain_name"])
     Desktop.gpus.through.objects.bulk_create(
         [Desktop.gpus.through(desktop_id=desktop.pk, gpu_id=gpu_id) for gpu_id in decision.gpu_ids]
     )
-    desktop = Desktop.objects.select_related("host", "tenant").get(pk=desktop.pk)
+    desktop.tenant = tenant  # the row as written; its libvirt domain name is given when it is built
     # the audit event last: it holds the chain's head row until commit, so concurrent requests queue
     # there for as short a time as possible
     _record(

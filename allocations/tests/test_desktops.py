@@ -357,6 +357,18 @@ def test_provision_redelivered_mid_way_finishes_the_job(lab, tenant_member, a40_
     assert len(driver.list_mdevs()) == 1 and len(driver.list_domains()) == 1
 
 
+def test_the_domain_is_named_when_the_build_starts(lab, tenant_member, a40_template, run_tasks):
+    host = lab()
+    built, never_built = ask(tenant_member, a40_template), ask(tenant_member, a40_template)
+    assert built.domain_name == never_built.domain_name == ""  # requested: nothing exists on the host yet
+    lifecycle.transition(built.pk, DesktopStatus.PROVISIONING)
+    assert Desktop.objects.get(pk=built.pk).domain_name == f"desktop-{built.pk}"
+    lifecycle.release_desktop(never_built, actor=tenant_member)
+    assert tasks.teardown.apply(args=[never_built.pk]).get() == DesktopStatus.RELEASED  # no domain to remove
+    assert Desktop.objects.get(pk=never_built.pk).domain_name == ""
+    assert driver_for(host).list_domains() == []
+
+
 def test_release_while_provisioning_is_cleaned_by_teardown(lab, tenant_member, a40_template, run_tasks):
     host = lab()
     desktop = ask(tenant_member, a40_template)

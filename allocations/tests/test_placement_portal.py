@@ -287,6 +287,36 @@ def test_a_lost_claim_is_retried_on_fresh_rows(lab, tenant_member, roomy, monkey
     monkeypatch.setattr(capacity, "claim_vgpu", claim_after_a_rival)
     desktop = ask(tenant_member, cad)
     assert calls == [b.gpus.get().pk, a.gpus.get().pk] and desktop.host == a
+    a.refresh_from_db()
+    b.refresh_from_db()
+    assert (b.vcpus_used, b.memory_used_mib) == (0, 0)  # the lost claim gave b's share back
+    assert (a.vcpus_used, a.memory_used_mib) == (cad.vcpus, cad.memory_mib)
+
+
+def test_a_lost_claim_on_several_whole_gpus_takes_none_of_them(lab, tenant_member, roomy, monkeypatch):
+    """A rival takes one of the two GPUs this request chose: the other one is not kept either."""
+    from inventory.services import capacity
+
+    a = lab("a=L40Sx2:passthrough")
+    b = lab("b=L40Sx2:passthrough")
+    pair = make_template("Pair", gpu_count=2, tenants=[roomy])
+    real_claim = capacity.claim_host
+    tried = []
+
+    def claim_after_a_rival(host_id, vcpus, memory_mib):
+        if not tried:  # the rival's GPU, taken between this request's read and its claim
+            GPU.objects.filter(pk=Host.objects.get(pk=host_id).gpus.order_by("-pk")[0].pk).update(instances_used=1)
+        tried.append(host_id)
+        return real_claim(host_id, vcpus, memory_mib)
+
+    monkeypatch.setattr(capacity, "claim_host", claim_after_a_rival)
+    desktop = ask(tenant_member, pair)
+    first = Host.objects.get(pk=tried[0])
+    assert len(tried) == 2 and desktop.host_id == tried[1] != first.pk
+    assert sorted(first.gpus.values_list("instances_used", flat=True)) == [0, 1]  # only the rival's GPU is taken
+    assert (first.vcpus_used, first.memory_used_mib) == (0, 0)
+    assert {a.pk, b.pk} == {first.pk, desktop.host_id}
+    assert sorted(desktop.gpus.values_list("instances_used", flat=True)) == [1, 1]
 
 
 def test_a_named_profile_is_given_exactly_even_beside_one_of_the_same_size(lab, tenant_member, roomy):

@@ -2,8 +2,9 @@
 
 Each claim is one ``UPDATE … WHERE <there is room>`` that must touch exactly the
 rows it names; if another transaction took the room first, it touches fewer and
-the claim fails, with nothing half-done (callers run each attempt in a
-savepoint). Locks are always taken host first, then GPUs, so concurrent claims
+the claim fails (a caller whose host claim succeeded gives it back with
+``release_host``; one claiming several whole GPUs runs that claim in a
+savepoint, as it may take only some). Locks are always taken host first, then GPUs, so concurrent claims
 cannot deadlock. Every claim and release goes through the host's row (its counters and
 ``capacity_version`` in one UPDATE), which is how the scheduler's cache
 (``allocations.placement.Fleet``) knows which hosts to read again.
@@ -12,20 +13,24 @@ cannot deadlock. Every claim and release goes through the host's row (its counte
 from __future__ import annotations
 
 from django.db import connection
-from django.db.models import F, Q
+from django.db.models import F
 from django.db.models.expressions import RawSQL
 
 from inventory.choices import VGPU_MODES, WHOLE_MODES, HostState
 from inventory.models import GPU, Host, PlacementFailure, VGPUProfile
 
 
+def _bump_sql() -> str:
+    if connection.vendor == "postgresql":
+        return "GREATEST(txid_current(), capacity_version + 1)"
+    return "capacity_version + 1"
+
+
 def bump():
     """A new ``Host.capacity_version``: on PostgreSQL at least the writing transaction's id (and more than
     before, so two changes in one transaction differ too), so a reader can ask for the hosts changed by
     transactions it has not seen yet (``allocations.placement.Fleet``); elsewhere +1."""
-    if connection.vendor == "postgresql":
-        return RawSQL("GREATEST(txid_current(), capacity_version + 1)", [])
-    return F("capacity_version") + 1
+    return RawSQL(_bump_sql(), [])
 
 
 def touch_host(host_id: int | None) -> None:
@@ -34,17 +39,29 @@ def touch_host(host_id: int | None) -> None:
         Host.objects.filter(pk=host_id).update(capacity_version=bump())
 
 
+# The claims are the request path's hottest statements: plain SQL, one statement each (the ORM's
+# query building cost more than PostgreSQL's work on them). Same text on PostgreSQL and SQLite.
+_HOST, _GPU = Host._meta.db_table, GPU._meta.db_table
+
+
+def _rows(sql: str, params: list) -> int:
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.rowcount
+
+
+def _in(values) -> str:
+    return ", ".join(["%s"] * len(values))
+
+
 def claim_host(host_id: int, vcpus: int, memory_mib: int) -> bool:
+    """The host's vCPUs and RAM, if it is online and has them free."""
     return (
-        Host.objects.filter(
-            pk=host_id,
-            state=HostState.ONLINE,
-            vcpus_used__lte=F("cpu_cores") - vcpus,
-            memory_used_mib__lte=F("memory_mib") - memory_mib,
-        ).update(
-            vcpus_used=F("vcpus_used") + vcpus,
-            memory_used_mib=F("memory_used_mib") + memory_mib,
-            capacity_version=bump(),
+        _rows(
+            f"UPDATE {_HOST} SET vcpus_used = vcpus_used + %s, memory_used_mib = memory_used_mib + %s, "
+            f"capacity_version = {_bump_sql()} "
+            f"WHERE id = %s AND state = %s AND vcpus_used <= cpu_cores - %s AND memory_used_mib <= memory_mib - %s",
+            [vcpus, memory_mib, host_id, HostState.ONLINE, vcpus, memory_mib],
         )
         == 1
     )
@@ -53,35 +70,40 @@ def claim_host(host_id: int, vcpus: int, memory_mib: int) -> bool:
 def claim_vgpu(gpu_id: int, profile: VGPUProfile, host_id: int | None = None) -> bool:
     """One instance of ``profile`` on the GPU (of ``host_id``, when given): it must run that profile with
     room left, or be empty."""
-    room = Q(current_profile=profile, instances_used__lt=profile.max_per_gpu) | Q(
-        current_profile__isnull=True, instances_used=0
+    modes = sorted(VGPU_MODES)
+    sql = (
+        f"UPDATE {_GPU} SET current_profile_id = %s, instances_used = instances_used + 1 "
+        f"WHERE id = %s AND mode IN ({_in(modes)}) AND present = %s AND model = %s "
+        f"AND ((current_profile_id = %s AND instances_used < %s) "
+        f"OR (current_profile_id IS NULL AND instances_used = 0))"
     )
-    return (
-        GPU.objects.filter(room, pk=gpu_id, mode__in=VGPU_MODES, present=True, model=profile.board)
-        .filter(**({"host_id": host_id} if host_id else {}))
-        .update(current_profile=profile, instances_used=F("instances_used") + 1)
-        == 1
-    )
+    params = [profile.pk, gpu_id, *modes, True, profile.board, profile.pk, profile.max_per_gpu]
+    if host_id:
+        sql, params = sql + " AND host_id = %s", [*params, host_id]
+    return _rows(sql, params) == 1
 
 
 def claim_whole_gpus(gpu_ids: list[int], host_id: int | None = None) -> bool:
     """The GPUs whole (all of ``host_id``, when given): each must be in a mode that allows it and hold
-    nothing (no vGPU, not taken)."""
-    taken = (
-        GPU.objects.filter(
-            pk__in=gpu_ids, mode__in=WHOLE_MODES, present=True, instances_used=0, current_profile__isnull=True
-        )
-        .filter(**({"host_id": host_id} if host_id else {}))
-        .update(instances_used=1)
+    nothing (no vGPU, not taken). One UPDATE: with several GPUs it may take only some, so callers claiming
+    several run it in a savepoint."""
+    ids, modes = sorted(set(gpu_ids)), sorted(WHOLE_MODES)
+    sql = (
+        f"UPDATE {_GPU} SET instances_used = 1 "
+        f"WHERE id IN ({_in(ids)}) AND mode IN ({_in(modes)}) AND present = %s "
+        f"AND instances_used = 0 AND current_profile_id IS NULL"
     )
-    return taken == len(set(gpu_ids))
+    params = [*ids, *modes, True]
+    if host_id:
+        sql, params = sql + " AND host_id = %s", [*params, host_id]
+    return _rows(sql, params) == len(ids)
 
 
 def release_host(host_id: int, vcpus: int, memory_mib: int) -> None:
-    Host.objects.filter(pk=host_id).update(
-        vcpus_used=F("vcpus_used") - vcpus,
-        memory_used_mib=F("memory_used_mib") - memory_mib,
-        capacity_version=bump(),
+    _rows(
+        f"UPDATE {_HOST} SET vcpus_used = vcpus_used - %s, memory_used_mib = memory_used_mib - %s, "
+        f"capacity_version = {_bump_sql()} WHERE id = %s",
+        [vcpus, memory_mib, host_id],
     )
 
 
