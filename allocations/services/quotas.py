@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Sum
 from django.utils import timezone
 
@@ -68,6 +68,17 @@ def recount(tenant: Tenant, *, actor=None) -> bool:
             after=after,
         )
         return True
+
+
+def charge(quota_id: int, framebuffer_mib: int) -> None:
+    """Count one more desktop and its framebuffer on the (locked) quota row. Plain SQL: it runs in every
+    request (the ORM's UPDATE building cost twice what the statement does)."""
+    with connection.cursor() as cur:
+        cur.execute(
+            f"UPDATE {Quota._meta.db_table} SET desktops_held = desktops_held + 1, "
+            f"framebuffer_held_mib = framebuffer_held_mib + %s WHERE id = %s",
+            [framebuffer_mib, quota_id],
+        )
 
 
 def counted_usage(tenant: Tenant) -> tuple[int, int]:

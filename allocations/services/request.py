@@ -14,8 +14,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from django.db import transaction
-from django.db.models import F
+from django.db import connection, transaction
+from django.db.models import BooleanField
 
 from allocations import placement
 from allocations.choices import DesktopStatus
@@ -23,7 +23,7 @@ from allocations.exceptions import NoCapacity, NotAllowed, QuotaExceeded
 from allocations.models import Desktop, DesktopTemplate, Quota, Tenant
 from allocations.services.access import roles_of
 from allocations.services.lifecycle import _enqueue, _record
-from allocations.services.quotas import check_room, usage_of
+from allocations.services.quotas import charge, check_room, usage_of
 from inventory.models import VGPUProfile
 from inventory.services import capacity
 from inventory.services.capacity import count_placement_failure
@@ -147,6 +147,57 @@ def request_desktop(
         raise
 
 
+# The reads at the head of every request, in plain SQL through ``Model.objects.raw`` (which still
+# converts values per database): the ORM's query building cost two to three times what these
+# statements cost PostgreSQL (measured in bench/README.md, "Through the request service").
+def _lock_quota(tenant_id: int) -> Quota | None:
+    """The tenant's quota row, locked until commit, with its tenant's id, name and state."""
+    lock = ""
+    if connection.features.has_select_for_update:
+        lock = " FOR UPDATE OF q" if connection.features.has_select_for_update_of else " FOR UPDATE"
+    rows = list(
+        Quota.objects.raw(
+            f"SELECT q.*, t.name AS tenant_name, t.is_active AS tenant_active FROM {Quota._meta.db_table} q "
+            f"JOIN {Tenant._meta.db_table} t ON t.id = q.tenant_id WHERE q.tenant_id = %s{lock}",
+            [tenant_id],
+        )
+    )
+    if not rows:
+        return None
+    quota = rows[0]
+    # the tenant's other fields load on first use, like any deferred field
+    quota.tenant = Tenant.from_db(
+        connection.alias, ["id", "name", "is_active"], [tenant_id, quota.tenant_name, bool(quota.tenant_active)]
+    )
+    return quota
+
+
+_PROFILE_FIELDS = VGPUProfile._meta.concrete_fields
+_PROFILE_COLUMNS = ", ".join(f'p.{f.column} AS "profile__{f.attname}"' for f in _PROFILE_FIELDS)
+
+
+def _offered_template(template_id: int, tenant_id: int) -> DesktopTemplate | None:
+    """The active template if it is offered to the tenant, with its named profile (if any)."""
+    through = DesktopTemplate.allowed_tenants.through._meta.db_table
+    rows = list(
+        DesktopTemplate.objects.raw(
+            f"SELECT d.*, {_PROFILE_COLUMNS} FROM {DesktopTemplate._meta.db_table} d "
+            f"JOIN {through} a ON a.desktoptemplate_id = d.id AND a.tenant_id = %s "
+            f"LEFT JOIN {VGPUProfile._meta.db_table} p ON p.id = d.profile_id "
+            f"WHERE d.id = %s AND d.is_active = %s",
+            [tenant_id, template_id, True],
+        )
+    )
+    if not rows:
+        return None
+    template = rows[0]
+    if template.profile_id is not None:
+        values = [getattr(template, f"profile__{f.attname}") for f in _PROFILE_FIELDS]
+        values = [bool(v) if isinstance(f, BooleanField) else v for f, v in zip(_PROFILE_FIELDS, values, strict=True)]
+        template.profile = VGPUProfile.from_db(connection.alias, [f.attname for f in _PROFILE_FIELDS], values)
+    return template
+
+
 def _request_desktop(
     *, actor, template_id: int, duration_hours: int, name: str = "", tenant_id=None, queue_provisioning: bool = True
 ) -> Desktop:
@@ -156,21 +207,14 @@ def _request_desktop(
     if duration_hours < 1:
         raise PortalError("A desktop lasts at least one hour (duration_hours ≥ 1).")
     with transaction.atomic():
-        # the tenant's quota row first: one tenant's requests queue up here
-        quota = (
-            Quota.objects.select_for_update(of=("self",)).select_related("tenant").filter(tenant_id=tenant_id).first()
-        )
+        quota = _lock_quota(tenant_id)  # first: one tenant's requests queue up here
         if quota is None:
             tenant = Tenant.objects.filter(pk=tenant_id).first()
             if tenant is None:
                 raise NotFound("No such tenant among yours.")
             raise NotAllowed(f"{tenant.name} has no quota yet: a platform admin sets one before it can have desktops.")
         tenant = check_active(quota.tenant)
-        template = (
-            DesktopTemplate.objects.filter(pk=template_id, is_active=True, allowed_tenants=tenant_id)
-            .select_related("profile")
-            .first()
-        )
+        template = _offered_template(template_id, tenant_id)
         if template is None:
             raise NotFound("No such desktop template is offered to your tenant.")
         if duration_hours > quota.max_desktop_hours:
@@ -194,10 +238,7 @@ def _request_desktop(
                 "Capacity changed while placing your desktop and none was left; try again.",
                 details={"resource": "contention"},
             )
-        Quota.objects.filter(pk=quota.pk).update(
-            desktops_held=F("desktops_held") + 1,
-            framebuffer_held_mib=F("framebuffer_held_mib") + grant.framebuffer_mib,
-        )
+        charge(quota.pk, grant.framebuffer_mib)
         desktop = _create(actor, tenant, template, grant, duration_hours, name)
         if queue_provisioning:
             _enqueue("provision", desktop)
@@ -222,9 +263,12 @@ def _create(actor, tenant, template, grant: Grant, duration_hours, name) -> Desk
         mdev_uuid=uuid.uuid4() if profile else None,
         domain_uuid=uuid.uuid4(),
     )
-    Desktop.gpus.through.objects.bulk_create(
-        [Desktop.gpus.through(desktop_id=desktop.pk, gpu_id=gpu_id) for gpu_id in decision.gpu_ids]
-    )
+    if decision.gpu_ids:
+        with connection.cursor() as cur:
+            cur.executemany(
+                f"INSERT INTO {Desktop.gpus.through._meta.db_table} (desktop_id, gpu_id) VALUES (%s, %s)",
+                [(desktop.pk, gpu_id) for gpu_id in decision.gpu_ids],
+            )
     desktop.tenant = tenant  # the row as written; its libvirt domain name is given when it is built
     # the audit event last: it holds the chain's head row until commit, so concurrent requests queue
     # there for as short a time as possible
