@@ -3,10 +3,10 @@
 Order of locks (the same for every request, so requests never deadlock): the
 tenant's Quota row (serialises one tenant's requests, so quota can never be
 overrun), then the chosen host, then its GPUs (conditional updates in
-``inventory.services.capacity``). A claim that loses a race gives back what it
-took and placement is retried on fresh data, elsewhere than the contended host;
-the provision task is queued to the host's own queue only once everything has
-committed.
+``inventory.services.capacity``), in a savepoint: a claim that loses a race is
+undone whole, its locks with it, and placement is retried on fresh data,
+elsewhere than the contended host. The provision task is queued to the host's
+own queue only once everything has committed.
 """
 
 from __future__ import annotations
@@ -99,32 +99,25 @@ def decide(template: DesktopTemplate, quota: Quota, usage, *, fresh: bool = Fals
 
 
 def _claim(template: DesktopTemplate, grant: Grant) -> bool:
-    """Take the grant's capacity, all or nothing. A claim that fails gives back what it took: the host's
-    share with one UPDATE; several whole GPUs (one UPDATE that may take only some) in a savepoint."""
-    choice = grant.choice
+    """Take the grant's capacity, all or nothing. It runs in a savepoint: a claim that fails is undone
+    whole and its row locks go with it (a request retrying elsewhere must not keep the host it lost
+    locked, or two such requests could each wait for the other's)."""
+    sid = transaction.savepoint()
+    if _take(template, grant.choice, grant.profile):
+        transaction.savepoint_commit(sid)
+        return True
+    transaction.savepoint_rollback(sid)
+    return False
+
+
+def _take(template: DesktopTemplate, choice: placement.Choice, profile: VGPUProfile | None) -> bool:
     if not capacity.claim_host(choice.host_id, template.vcpus, template.memory_mib):
         return False
-    if grant.profile is not None:
-        taken = capacity.claim_vgpu(choice.gpu_ids[0], grant.profile, choice.host_id)
-    elif len(choice.gpu_ids) > 1:
-        try:
-            with transaction.atomic():
-                if not capacity.claim_whole_gpus(list(choice.gpu_ids), choice.host_id):
-                    raise _LostRace
-            taken = True
-        except _LostRace:
-            taken = False
-    elif choice.gpu_ids:
-        taken = capacity.claim_whole_gpus(list(choice.gpu_ids), choice.host_id)
-    else:
-        taken = True
-    if not taken:
-        capacity.release_host(choice.host_id, template.vcpus, template.memory_mib)
-    return taken
-
-
-class _LostRace(Exception):
-    pass
+    if profile is not None:
+        return capacity.claim_vgpu(choice.gpu_ids[0], profile, choice.host_id)
+    if choice.gpu_ids:
+        return capacity.claim_whole_gpus(list(choice.gpu_ids), choice.host_id)
+    return True
 
 
 def request_desktop(

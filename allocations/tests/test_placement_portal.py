@@ -295,21 +295,23 @@ def test_a_lost_claim_is_retried_on_fresh_rows(lab, tenant_member, roomy, monkey
 
 def test_a_lost_claim_on_several_whole_gpus_takes_none_of_them(lab, tenant_member, roomy, monkeypatch):
     """A rival takes one of the two GPUs this request chose: the other one is not kept either."""
-    from inventory.services import capacity
+    from allocations.services import request as service
 
     a = lab("a=L40Sx2:passthrough")
     b = lab("b=L40Sx2:passthrough")
     pair = make_template("Pair", gpu_count=2, tenants=[roomy])
-    real_claim = capacity.claim_host
+
+    real_decide = service.decide
     tried = []
 
-    def claim_after_a_rival(host_id, vcpus, memory_mib):
-        if not tried:  # the rival's GPU, taken between this request's read and its claim
-            GPU.objects.filter(pk=Host.objects.get(pk=host_id).gpus.order_by("-pk")[0].pk).update(instances_used=1)
-        tried.append(host_id)
-        return real_claim(host_id, vcpus, memory_mib)
+    def decide_then_a_rival(*args, **kwargs):
+        grant = real_decide(*args, **kwargs)
+        if not tried:  # the rival takes one of the chosen GPUs between this decision and its claim
+            GPU.objects.filter(pk=max(grant.choice.gpu_ids)).update(instances_used=1)
+        tried.append(grant.choice.host_id)
+        return grant
 
-    monkeypatch.setattr(capacity, "claim_host", claim_after_a_rival)
+    monkeypatch.setattr(service, "decide", decide_then_a_rival)
     desktop = ask(tenant_member, pair)
     first = Host.objects.get(pk=tried[0])
     assert len(tried) == 2 and desktop.host_id == tried[1] != first.pk

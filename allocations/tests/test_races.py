@@ -130,3 +130,44 @@ def test_racing_profiles_never_mix_on_a_gpu(lab, catalog):
     # two boards: each ends up with one type, full (6 small or 2 big): 8, 12 or 4 grants
     assert granted in (4, 8, 12), outcome
     assert_inventory_consistent()
+
+
+def test_a_lost_claim_leaves_no_lock_on_the_host_it_lost(lab, catalog, monkeypatch):
+    """While a request retries elsewhere, the host it lost is free to others: two requests that each
+    lost the other's next host must not wait on each other (a deadlock)."""
+    from inventory.services import capacity
+
+    a, b = lab("a=A40x1"), lab("b=A40x1")
+    GPU.objects.filter(host=b).update(current_profile=VGPUProfile.objects.get(name="A40-8Q"), instances_used=5)
+    tenant = make_tenant("Acme", "acme-lock", max_desktops=5, max_framebuffer_mib=10**7)
+    template = make_template("CAD", profile=VGPUProfile.objects.get(name="A40-8Q"), tenants=[tenant])
+    (user,) = members(1, [tenant])
+    real_claim = capacity.claim_vgpu
+    seen = []
+
+    def other_connection_locks(host_id):
+        def run():
+            try:
+                with connection.cursor() as cur:
+                    cur.execute("SET lock_timeout = '2s'")
+                    cur.execute("UPDATE inventory_host SET vcpus_used = vcpus_used WHERE id = %s", [host_id])
+                seen.append("free")
+            except Exception as exc:  # noqa: BLE001 - what the other request would have met
+                seen.append(type(exc).__name__)
+            finally:
+                connections.close_all()
+
+        t = threading.Thread(target=run)
+        t.start()
+        t.join(timeout=30)
+
+    def claim(gpu_id, prof, host_id=None):
+        if host_id == b.pk:  # a rival took b's last instance after this request read the fleet
+            return False
+        other_connection_locks(b.pk)  # retrying on a: is b still locked by this request?
+        return real_claim(gpu_id, prof, host_id)
+
+    monkeypatch.setattr(capacity, "claim_vgpu", claim)
+    desktop = request_desktop(actor=user, template_id=template.pk, duration_hours=1)
+    assert desktop.host_id == a.pk and seen == ["free"]
+    assert Host.objects.get(pk=b.pk).vcpus_used == 0 and GPU.objects.get(host=b).instances_used == 5

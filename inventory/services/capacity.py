@@ -2,10 +2,10 @@
 
 Each claim is one ``UPDATE … WHERE <there is room>`` that must touch exactly the
 rows it names; if another transaction took the room first, it touches fewer and
-the claim fails (a caller whose host claim succeeded gives it back with
-``release_host``; one claiming several whole GPUs runs that claim in a
-savepoint, as it may take only some). Locks are always taken host first, then GPUs, so concurrent claims
-cannot deadlock. Every claim and release goes through the host's row (its counters and
+the claim fails, and the caller rolls its savepoint back (undoing the host's
+share and any GPUs taken, and releasing their row locks). Locks are always taken
+host first, then GPUs, and a request holds one host's at a time, so concurrent
+claims cannot deadlock. Every claim and release goes through the host's row (its counters and
 ``capacity_version`` in one UPDATE), which is how the scheduler's cache
 (``allocations.placement.Fleet``) knows which hosts to read again.
 """
@@ -85,8 +85,8 @@ def claim_vgpu(gpu_id: int, profile: VGPUProfile, host_id: int | None = None) ->
 
 def claim_whole_gpus(gpu_ids: list[int], host_id: int | None = None) -> bool:
     """The GPUs whole (all of ``host_id``, when given): each must be in a mode that allows it and hold
-    nothing (no vGPU, not taken). One UPDATE: with several GPUs it may take only some, so callers claiming
-    several run it in a savepoint."""
+    nothing (no vGPU, not taken). One UPDATE: with several GPUs it may take only some (the caller's
+    savepoint undoes those)."""
     ids, modes = sorted(set(gpu_ids)), sorted(WHOLE_MODES)
     sql = (
         f"UPDATE {_GPU} SET instances_used = 1 "
