@@ -150,6 +150,22 @@ def test_template_not_offered_and_users_without_tenant(lab, outsider, platform_a
         ask(platform_admin, a40_template)
 
 
+def test_an_inactive_tenant_or_one_without_a_quota_gets_nothing(lab, tenant, tenant_member, a40_template):
+    from allocations.models import Quota
+
+    lab()
+    tenant.is_active = False
+    tenant.save()
+    with pytest.raises(NotAllowed, match=f"{tenant.name} is inactive"):
+        ask(tenant_member, a40_template)
+    tenant.is_active = True
+    tenant.save()
+    Quota.objects.filter(tenant=tenant).delete()  # not possible through the portal; by hand in the database
+    with pytest.raises(NotAllowed, match=f"{tenant.name} has no quota yet"):
+        ask(tenant_member, a40_template)
+    assert not Desktop.objects.exists()
+
+
 def test_no_capacity_names_the_short_resource(lab, tenant, tenant_member, a40_template, catalog):
     host = lab("lab-a40=A40x1")
     tenant.quota.max_desktops = 10
