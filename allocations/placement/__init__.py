@@ -225,8 +225,8 @@ class Fleet:
         read each time. Every write the portal makes moves what these reads look at, so the view is
         current for them; writes made behind the portal's back (SQL by hand) are picked up by the full
         read (``full``) that happens every ``FULL_REFRESH_S``, when hosts come or go, when the catalog or
-        the learned demand changed, and when the caller asks (after a lost claim: a stale view costs a
-        retry, never a wrong claim)."""
+        the learned demand changed, and when the caller asks (the request service does from a request's
+        third claim attempt on: a stale view costs a retry, never a wrong claim)."""
         now = time.monotonic()
         if full or self._ladders is None or now - self._ladders_at > CATALOG_TTL_S:
             self._read_catalog(now)
