@@ -293,6 +293,19 @@ def test_a_lost_claim_is_retried_on_fresh_rows(lab, tenant_member, roomy, monkey
     assert (a.vcpus_used, a.memory_used_mib) == (cad.vcpus, cad.memory_mib)
 
 
+def test_a_claim_checks_the_instance_limit_the_catalog_has_now(lab, tenant_member, roomy):
+    """The fleet caches the catalog (and a share template gets its profile from there); an instance
+    limit lowered since is still the claim's limit."""
+    a = lab("a=A40x1")
+    fill(a.gpus.get(), "A40-12Q", 2)
+    share = make_template("Quarter", gpu_share_milli=250, gpu_models=["A40"], tenants=[roomy])
+    assert placement.fleet().place(placement.shape_of(share)).profile_id == profile("A40-12Q").pk  # 4 per board
+    VGPUProfile.objects.filter(name="A40-12Q").update(max_per_gpu=2)
+    with pytest.raises(NoCapacity):
+        ask(tenant_member, share)
+    assert GPU.objects.get(host=a).instances_used == 2
+
+
 def test_a_lost_claim_on_several_whole_gpus_takes_none_of_them(lab, tenant_member, roomy, monkeypatch):
     """A rival takes one of the two GPUs this request chose: the other one is not kept either."""
     from allocations.services import request as service

@@ -69,15 +69,18 @@ def claim_host(host_id: int, vcpus: int, memory_mib: int) -> bool:
 
 def claim_vgpu(gpu_id: int, profile: VGPUProfile, host_id: int | None = None) -> bool:
     """One instance of ``profile`` on the GPU (of ``host_id``, when given): it must run that profile with
-    room left, or be empty."""
+    room left, or be empty. The board and the instance limit are the catalog row's as committed now, not
+    the caller's copy (placement caches the catalog)."""
     modes = sorted(VGPU_MODES)
+    catalog = VGPUProfile._meta.db_table
     sql = (
         f"UPDATE {_GPU} SET current_profile_id = %s, instances_used = instances_used + 1 "
-        f"WHERE id = %s AND mode IN ({_in(modes)}) AND present = %s AND model = %s "
-        f"AND ((current_profile_id = %s AND instances_used < %s) "
+        f"WHERE id = %s AND mode IN ({_in(modes)}) AND present = %s "
+        f"AND model = (SELECT board FROM {catalog} WHERE id = %s) "
+        f"AND ((current_profile_id = %s AND instances_used < (SELECT max_per_gpu FROM {catalog} WHERE id = %s)) "
         f"OR (current_profile_id IS NULL AND instances_used = 0))"
     )
-    params = [profile.pk, gpu_id, *modes, True, profile.board, profile.pk, profile.max_per_gpu]
+    params = [profile.pk, gpu_id, *modes, True, profile.pk, profile.pk, profile.pk]
     if host_id:
         sql, params = sql + " AND host_id = %s", [*params, host_id]
     return _rows(sql, params) == 1
