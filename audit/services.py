@@ -78,6 +78,29 @@ def record(
     return event
 
 
+def record_row(
+    verb: str,
+    instance: models.Model,
+    *,
+    actor,
+    tenant: models.Model | None = None,
+    before: dict | None = None,
+    after: dict | None = None,
+) -> AuditEvent:
+    """Append one event about a row: its type (``app.model``), id and text, and the tenant it belongs to."""
+    return record(
+        verb,
+        actor=actor,
+        object_type=instance._meta.label_lower,
+        object_id=instance.pk,
+        object_repr=str(instance),
+        tenant_id=tenant.pk if tenant is not None else None,
+        tenant_name=str(tenant) if tenant is not None else "",
+        before=before,
+        after=after,
+    )
+
+
 def verify_chain(*, actor, via: str):
     """Walk the chain (audit.chain.verify) and record that it was done, by whom, and the outcome."""
     from audit import chain

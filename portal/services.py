@@ -17,10 +17,6 @@ from audit import services as audit
 from portal.errors import Conflict
 
 
-def _label(instance: models.Model) -> str:
-    return instance._meta.label_lower
-
-
 def _verb(instance: models.Model, action: str) -> str:
     return f"{instance._meta.model_name}.{action}"
 
@@ -56,16 +52,8 @@ def create_object(
         _save(instance, m2m)
         if after_save:
             after_save(instance)
-        tenant_id, tenant_name = _tenant_of(instance, tenant)
-        audit.record(
-            _verb(instance, "created"),
-            actor=actor,
-            object_type=_label(instance),
-            object_id=instance.pk,
-            object_repr=str(instance),
-            tenant_id=tenant_id,
-            tenant_name=tenant_name,
-            after=audit.snapshot(instance),
+        audit.record_row(
+            _verb(instance, "created"), instance, actor=actor, tenant=tenant, after=audit.snapshot(instance)
         )
     return instance
 
@@ -90,15 +78,11 @@ def update_object(
         _save(locked, m2m)
         after = audit.snapshot(locked)
         if after != before:
-            tenant_id, tenant_name = _tenant_of(locked, tenant)
-            audit.record(
+            audit.record_row(
                 _verb(locked, "updated"),
+                locked,
                 actor=actor,
-                object_type=_label(locked),
-                object_id=locked.pk,
-                object_repr=str(locked),
-                tenant_id=tenant_id,
-                tenant_name=tenant_name,
+                tenant=tenant,
                 before={k: v for k, v in before.items() if after.get(k) != v},
                 after={k: v for k, v in after.items() if before.get(k) != v},
             )

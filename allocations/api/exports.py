@@ -140,14 +140,7 @@ class ExportJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
 
 def audit_download(user, job: ExportJob) -> None:
     with transaction.atomic():
-        audit.record(
-            "export.downloaded",
-            actor=user,
-            object_type="audit.exportjob",
-            object_id=job.pk,
-            object_repr=str(job),
-            after={"rows": job.rows},
-        )
+        audit.record_row("export.downloaded", job, actor=user, after={"rows": job.rows})
 
 
 class VerificationView(APIView):

@@ -56,17 +56,7 @@ def recount(tenant: Tenant, *, actor=None) -> bool:
         if before == after:
             return False
         Quota.objects.filter(pk=quota.pk).update(**after)
-        audit.record(
-            "quota.recounted",
-            actor=actor,
-            object_type="allocations.quota",
-            object_id=quota.pk,
-            object_repr=str(quota),
-            tenant_id=tenant.pk,
-            tenant_name=tenant.name,
-            before=before,
-            after=after,
-        )
+        audit.record_row("quota.recounted", quota, actor=actor, tenant=tenant, before=before, after=after)
         return True
 
 
@@ -160,17 +150,7 @@ def _decide(request_id: int, *, actor, status: str, reason: str, apply=None) -> 
         extra_before, extra_after = apply(request)
         before.update(extra_before)
         after.update(extra_after)
-    audit.record(
-        f"quota_request.{status}",
-        actor=actor,
-        object_type="allocations.quotarequest",
-        object_id=request.pk,
-        object_repr=str(request),
-        tenant_id=request.tenant_id,
-        tenant_name=request.tenant.name,
-        before=before,
-        after=after,
-    )
+    audit.record_row(f"quota_request.{status}", request, actor=actor, tenant=request.tenant, before=before, after=after)
     return request
 
 

@@ -49,14 +49,11 @@ def update_quota(quota: Quota, changes: dict, *, actor) -> Quota:
         quota = update_object(quota, changes, actor=actor, tenant=quota.tenant)
         after_limits = _limits(quota)
         if after_limits != before_limits:
-            audit.record(
+            audit.record_row(
                 "quota.profile_limits_updated",
+                quota,
                 actor=actor,
-                object_type="allocations.quota",
-                object_id=quota.pk,
-                object_repr=str(quota),
-                tenant_id=quota.tenant_id,
-                tenant_name=quota.tenant.name,
+                tenant=quota.tenant,
                 before={"profile_limits": before_limits},
                 after={"profile_limits": after_limits},
             )

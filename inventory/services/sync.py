@@ -144,15 +144,7 @@ def _apply(host_id: int, discovery: Discovery, sample: HostTelemetry, actor) -> 
         events.append(("host.online", host, {"state": HostState.OFFLINE}, {"state": HostState.ONLINE}))
     host.save()
     for verb, obj, before, after in events:
-        audit.record(
-            verb,
-            actor=actor,
-            object_type=obj._meta.label_lower,
-            object_id=obj.pk,
-            object_repr=str(obj),
-            before=before,
-            after=after,
-        )
+        audit.record_row(verb, obj, actor=actor, before=before, after=after)
     return report
 
 
