@@ -1223,6 +1223,14 @@ class OursPolicy(Policy):
             c.tie_rank[i],
         )
 
+    def _tie(self, best_i, best_t, i, req):
+        """The better of the best node so far (``best_t``: its tie key, None until needed) and node ``i``,
+        which scores the same: (node, its tie key)."""
+        if best_t is None:
+            best_t = self._tiebreak(best_i, req)
+        t = self._tiebreak(i, req)
+        return (i, t) if t < best_t else (best_i, best_t)
+
     def place(self, req):
         self._sync()
         if req.is_share and self.eps and not self.c.vgpu:
@@ -1252,11 +1260,7 @@ class OursPolicy(Policy):
             if best_s is None or s < best_s:
                 best_i, best_s, best_t = i, s, None
             elif s == best_s:
-                if best_t is None:
-                    best_t = self._tiebreak(best_i, req)
-                t = self._tiebreak(i, req)
-                if t < best_t:
-                    best_i, best_t = i, t
+                best_i, best_t = self._tie(best_i, best_t, i, req)
         if best_i < 0:
             return None
         return c.make_decision(best_i, self.node_eval(best_i, req, scarce)[2], req)
@@ -1298,11 +1302,7 @@ class OursPolicy(Policy):
                 if best_s is None or sc < best_s:
                     best_i, best_h, best_s, best_t = i, h, sc, None
                 elif sc == best_s and i != best_i:
-                    if best_t is None:
-                        best_t = self._tiebreak(best_i, req)
-                    t = self._tiebreak(i, req)
-                    if t < best_t:
-                        best_i, best_t = i, t
+                    best_i, best_t = self._tie(best_i, best_t, i, req)
         if best_i < 0:
             return None
         g = min(g for g in range(c.ngpu[best_i]) if left[best_i][g] == best_h)
