@@ -63,6 +63,7 @@ class Choice:
 _MODE = {"vgpu": "vgpu", "passthrough": "whole", "flexible": "any"}
 _HOST_COLUMNS = "h.id, h.name, h.state, h.cpu_cores, h.memory_mib, h.vcpus_used, h.memory_used_mib, h.capacity_version"
 _GPU_COLUMNS = "g.id, g.model, g.mode, g.current_profile_id, g.instances_used, g.framebuffer_mib"
+_GPU_USABLE = "g.present AND g.mode <> %s"  # with GPUMode.DISABLED: the GPUs placement may use
 
 
 def _series_key(profile) -> str:
@@ -180,7 +181,7 @@ class Fleet:
         from inventory.choices import GPUMode
         from inventory.models import GPU
 
-        sql = f"SELECT g.host_id, {_GPU_COLUMNS} FROM {GPU._meta.db_table} g WHERE g.present AND g.mode <> %s"
+        sql = f"SELECT g.host_id, {_GPU_COLUMNS} FROM {GPU._meta.db_table} g WHERE {_GPU_USABLE}"
         params: list = [GPUMode.DISABLED]
         if host_ids is not None:
             sql += f" AND g.host_id IN ({', '.join(['%s'] * len(host_ids))})"
@@ -312,7 +313,7 @@ class Fleet:
                 f"WITH s AS (SELECT txid_snapshot_xmin(txid_current_snapshot()) AS xmin) "
                 f"SELECT s.xmin, {_HOST_COLUMNS}, {_GPU_COLUMNS} "
                 f"FROM s LEFT JOIN {Host._meta.db_table} h ON h.capacity_version >= %s "
-                f"LEFT JOIN {GPU._meta.db_table} g ON g.host_id = h.id AND g.present AND g.mode <> %s "
+                f"LEFT JOIN {GPU._meta.db_table} g ON g.host_id = h.id AND {_GPU_USABLE} "
                 f"ORDER BY h.name, g.model, g.pci_address",
                 [since, GPUMode.DISABLED],
             )
