@@ -34,6 +34,7 @@ run: seed redis
 test: venv
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+	.venv/bin/lint-imports
 	$(MANAGE) check
 	$(MANAGE) makemigrations --check --dry-run
 	.venv/bin/pytest
@@ -54,6 +55,7 @@ browser: venv
 lint: venv
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+	.venv/bin/lint-imports
 
 clean:
 	rm -rf .venv staticfiles .pytest_cache .ruff_cache

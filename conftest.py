@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
-from allocations.choices import Role
 from allocations.tests.factories import make_membership, make_tenant, make_user
+from tenancy.roles import Role
 
 
 @pytest.fixture(autouse=True)
 def _fast_settings(settings):
-    from allocations import placement
+    from allocations.placement import fleet as placement
 
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

@@ -1,8 +1,9 @@
 from django.contrib import admin
 
-from allocations.models import Desktop, DesktopTemplate, Membership, ProfileQuota, Quota, QuotaRequest, Tenant
+from allocations.models import Desktop, DesktopTemplate, ProfileQuota, Quota, QuotaRequest
 from allocations.services import tenants
-from portal.admin import AuditedAdmin, ReadOnly, ReadOnlyInline
+from core.admin import AuditedAdmin, ReadOnly, ReadOnlyInline
+from tenancy.models import Membership, Tenant
 
 
 class QuotaInline(ReadOnlyInline, admin.StackedInline):

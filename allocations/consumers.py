@@ -1,6 +1,6 @@
 """The one websocket endpoint, /ws/live/. It only authenticates and subscribes: a person joins
 their own group and their desktops' vGPU groups; platform admins and auditors join ``operators``.
-Events themselves are published by services after commit (``portal.live``)."""
+Events themselves are published by services after commit (``core.live``)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from allocations.models import Desktop
-from allocations.services.access import roles_of
-from portal.live import OPERATORS, host_group, user_group, vgpu_group
+from core.live import OPERATORS, host_group, user_group, vgpu_group
+from tenancy.roles import roles_of
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
@@ -25,7 +25,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             return
         await self.accept()
         await self._join(user_group(user.pk))
-        if roles.platform_admin or roles.auditor:
+        if roles.sees_everything:
             await self._join(OPERATORS)
         for mdev in mdevs:
             await self._join(vgpu_group(mdev))

@@ -1,6 +1,6 @@
-"""Domain errors of allocations; ``portal.api`` maps them to HTTP once."""
+"""Domain errors of allocations; ``core.api`` maps them to HTTP once."""
 
-from portal.errors import Conflict, NotFound, PortalError
+from core.errors import Conflict, NotFound, PortalError
 
 
 class QuotaExceeded(Conflict):

@@ -1,87 +1,17 @@
-"""Who may use what: tenants, their members and roles, quotas and desktop templates."""
+"""Who may use what: quotas, desktop templates, desktops and quota requests."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from allocations.choices import (
-    HOLDING_STATUSES,
-    PLATFORM_ROLES,
-    DesktopStatus,
-    EndReason,
-    QuotaRequestStatus,
-    Role,
-)
-from allocations.querysets import (
-    DesktopQuerySet,
-    DesktopTemplateQuerySet,
-    MembershipQuerySet,
-    QuotaRequestQuerySet,
-    TenantQuerySet,
-)
+from allocations.choices import HOLDING_STATUSES, DesktopStatus, EndReason, QuotaRequestStatus
+from allocations.querysets import DesktopQuerySet, DesktopTemplateQuerySet, QuotaRequestQuerySet
 from inventory.choices import ProfileSeries
 from inventory.models import GPU, Host, VGPUProfile
-
-slug_validator = RegexValidator(r"^[a-z0-9][a-z0-9-]{0,49}$", "Use lower-case letters, digits and hyphens.")
-
-
-class Tenant(models.Model):
-    """An organisation whose members share one quota. Every tenant has exactly one Quota."""
-
-    name = models.CharField(max_length=100, unique=True)
-    slug = models.CharField(max_length=50, unique=True, validators=[slug_validator])
-    description = models.TextField(blank=True)
-    is_active = models.BooleanField(default=True, help_text="Inactive tenants keep their history but get nothing new.")
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    objects = TenantQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["name"]
-
-    def __str__(self) -> str:
-        return self.name
-
-
-class Membership(models.Model):
-    """A user's role. Platform admins and auditors act platform-wide (no tenant);
-    a tenant member belongs to exactly the tenant named here."""
-
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, null=True, blank=True, related_name="memberships")
-    role = models.CharField(max_length=20, choices=Role.choices)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    objects = MembershipQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["user__username", "role"]
-        constraints = [
-            models.UniqueConstraint(fields=["user", "tenant", "role"], name="membership_unique_tenant_role"),
-            models.UniqueConstraint(
-                fields=["user", "role"], condition=models.Q(tenant__isnull=True), name="membership_unique_platform_role"
-            ),
-            models.CheckConstraint(
-                condition=(models.Q(role=Role.TENANT_MEMBER) & models.Q(tenant__isnull=False))
-                | (models.Q(role__in=PLATFORM_ROLES) & models.Q(tenant__isnull=True)),
-                name="membership_tenant_matches_role",
-            ),
-        ]
-
-    def __str__(self) -> str:
-        where = self.tenant.name if self.tenant_id else "platform"
-        return f"{self.user} · {self.get_role_display()} · {where}"
-
-    def clean(self):
-        if self.role == Role.TENANT_MEMBER and not self.tenant_id:
-            raise ValidationError({"tenant": "A tenant member must belong to a tenant."})
-        if self.role in PLATFORM_ROLES and self.tenant_id:
-            raise ValidationError(
-                {"tenant": f"The {self.get_role_display()} role is platform-wide; leave tenant empty."}
-            )
+from tenancy.models import Tenant
 
 
 class Quota(models.Model):

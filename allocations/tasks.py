@@ -4,22 +4,17 @@ errors that say a retry can help. Permanent failures undo what was built and fre
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.utils.log import get_task_logger
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
 from allocations.choices import DesktopStatus, EndReason
 from allocations.exceptions import InvalidTransition
 from allocations.models import Desktop
 from allocations.services import hosting, lifecycle
-from allocations.services.reconcile import reconcile_host as reconcile_host_service
-from audit import services as audit
-from inventory.choices import HostState
+from allocations.services.reconcile import reconcile_host
 from inventory.drivers.base import DriverError
 from inventory.models import Host
 
@@ -127,82 +122,22 @@ def reboot(self, desktop_id: int) -> str | None:
 @shared_task
 def expire_due() -> dict:
     """Beat: warn desktops about to expire, and release those past their time."""
-    now = timezone.now()
-    warned = 0
-    soon = now + timedelta(seconds=settings.PORTAL_EXPIRY_WARNING_S)
-    for desktop in Desktop.objects.filter(
-        status=DesktopStatus.RUNNING, expires_at__lte=soon, expires_at__gt=now, expiry_warned_at__isnull=True
-    ).select_related("tenant"):
-        with transaction.atomic():
-            if Desktop.objects.filter(pk=desktop.pk, expiry_warned_at__isnull=True).update(expiry_warned_at=now):
-                warned += 1
-                audit.record(
-                    "desktop.expiry_warning",
-                    actor=None,
-                    object_type="allocations.desktop",
-                    object_id=desktop.pk,
-                    object_repr=desktop.name,
-                    tenant_id=desktop.tenant_id,
-                    tenant_name=desktop.tenant.name,
-                    after={"expires_at": desktop.expires_at},
-                )
-    expired = 0
-    for desktop in Desktop.objects.filter(status=DesktopStatus.RUNNING, expires_at__lte=now).select_related("host"):
-        try:
-            lifecycle.release_desktop(desktop, actor=None, end_reason=EndReason.EXPIRED, reason="its time ran out")
-            expired += 1
-        except InvalidTransition:
-            pass  # released meanwhile
-    return {"warned": warned, "expired": expired}
+    return lifecycle.expire_due_desktops()
 
 
 @shared_task
 def sweep_stuck() -> dict:
-    """Beat: desktops stuck in flight past PORTAL_STUCK_AFTER_S. On a host that is offline (its worker
-    or libvirt silent) nothing can finish them: they fail with the host lost and their capacity and
-    quota are returned. Elsewhere, requested and stopping desktops get their task queued again
-    (idempotent; once per cut-off), and provisioning is given up on and torn down."""
-    cutoff = lifecycle.stuck_cutoff()
-    stuck = Desktop.objects.filter(status_changed_at__lt=cutoff).select_related("host")
-    counts = {"requeued": 0, "abandoned": 0, "host_lost": 0}
-    for desktop in stuck.filter(host__state=HostState.OFFLINE):
-        try:
-            lifecycle.transition(
-                desktop.pk,
-                DesktopStatus.FAILED,
-                end_reason=EndReason.HOST_LOST,
-                reason=f"its host {desktop.host.name} is offline",
-            )
-            counts["host_lost"] += 1
-        except InvalidTransition:
-            pass  # RUNNING desktops on an offline host are left to the reconciler when the host returns
-    live = stuck.exclude(host__state=HostState.OFFLINE)
-    for status, task in ((DesktopStatus.REQUESTED, provision), (DesktopStatus.STOPPING, teardown)):
-        for desktop in live.filter(status=status):
-            Desktop.objects.filter(pk=desktop.pk).update(status_changed_at=timezone.now())
-            task.apply_async(args=[desktop.pk], queue=desktop.host.queue)
-            counts["requeued"] += 1
-    for desktop in live.filter(status=DesktopStatus.PROVISIONING):
-        try:
-            lifecycle.release_desktop(
-                desktop,
-                actor=None,
-                end_reason=EndReason.FAILED,
-                reason=f"provisioning did not finish within {settings.PORTAL_STUCK_AFTER_S} s",
-            )
-            counts["abandoned"] += 1
-        except InvalidTransition:
-            pass
-    return counts
+    """Beat: desktops stuck in flight (``lifecycle.sweep_stuck_desktops``)."""
+    return lifecycle.sweep_stuck_desktops()
 
 
 @shared_task(bind=True, acks_late=True, soft_time_limit=120, time_limit=150)
-def reconcile_host(self, host_id: int) -> dict | None:
+def reconcile_host_by_id(self, host_id: int) -> dict | None:
     host = Host.objects.filter(pk=host_id).first()
     if host is None:
         return None
     try:
-        return reconcile_host_service(host).as_dict()
+        return reconcile_host(host).as_dict()
     except DriverError as exc:
         log.warning("reconcile %s: %s", host.name, exc)
         return None
@@ -210,16 +145,7 @@ def reconcile_host(self, host_id: int) -> dict | None:
 
 @shared_task
 def reconcile_all() -> int:
-    hosts = Host.objects.exclude(state="offline")
+    hosts = Host.objects.reachable()
     for host in hosts:
-        reconcile_host.apply_async(args=[host.pk], queue=host.queue)
+        reconcile_host_by_id.apply_async(args=[host.pk], queue=host.queue)
     return len(hosts)
-
-
-# Under the broker's visibility timeout (900 s), so a running export is never handed out twice; a
-# million audit events take about a minute (bench/audit_export.py).
-@shared_task(acks_late=True, soft_time_limit=780, time_limit=840)
-def run_export(job_id: int) -> int | None:
-    from allocations.services.exports import run_export as run
-
-    return run(job_id).rows

@@ -6,6 +6,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("desktops/new/", views.desktop_new, name="desktop-new"),
     path("desktops/<int:pk>/", views.desktop_detail, name="desktop-page"),
+    path("desktops/<int:pk>/parts/<str:part>/", views.desktop_part, name="desktop-part"),
     path("desktops/<int:pk>/<str:action>/", views.desktop_action, name="desktop-action"),
     path("quota-requests/", views.quota_request_queue, name="quota-requests"),
     path("quota-requests/new/", views.quota_request_new, name="quota-request-new"),
@@ -13,7 +14,4 @@ urlpatterns = [
     path("tenants/", views.tenant_list, name="tenants"),
     path("templates/", views.template_list, name="templates"),
     path("hosts/<str:name>/desktops/", views.host_desktops, name="host-desktops"),
-    path("reports/usage/", views.usage_page, name="usage-page"),
-    path("reports/verify/", views.audit_verify, name="audit-verify-page"),
-    path("exports/", views.export_jobs, name="export-jobs"),
 ]

@@ -15,19 +15,19 @@ from django.views.decorators.http import require_POST
 
 from allocations.choices import HOLDING_STATUSES, QuotaRequestStatus
 from allocations.forms import DecisionForm, DesktopRequestForm, ExtendForm, QuotaIncreaseForm
-from allocations.models import Desktop, DesktopTemplate, QuotaRequest, Tenant
+from allocations.models import Desktop, DesktopTemplate, QuotaRequest
 from allocations.services import lifecycle, quotas
-from allocations.services.access import get_desktop_for, may_act_on, roles_of
+from allocations.services.access import get_desktop_for, may_act_on
 from allocations.services.availability import offers_for
-from allocations.services.exports import queue_export
 from allocations.services.quotas import usage_of
 from allocations.services.request import request_desktop
-from allocations.services.usage import GROUPS, usage_report
-from audit.models import AuditEvent, Checkpoint, ExportJob
+from audit.models import AuditEvent
+from core.errors import PortalError
 from inventory.models import GPU, Host
 from inventory.services.utilization import history
-from portal.errors import PortalError
-from portal.ui import role_required
+from tenancy.models import Tenant
+from tenancy.permissions import role_required
+from tenancy.roles import ACTORS, ADMINS, EVERYONE, MEMBERS, OPERATORS, roles_of
 
 
 def _usage_rows(tenant: Tenant) -> list[dict]:
@@ -72,7 +72,7 @@ def home(request):
             .order_by("-requested_at")[:5]
         )
         context["quota_requests"] = QuotaRequest.objects.visible_to(request.user).select_related("tenant")[:5]
-    if roles.platform_admin or roles.auditor:
+    if roles.sees_everything:
         context["host_states"] = dict(Host.objects.values_list("state").annotate(n=Count("id")).order_by())
         context["gpu_modes"] = dict(GPU.objects.present().values_list("mode").annotate(n=Count("id")).order_by())
         context["host_count"] = sum(context["host_states"].values())
@@ -92,7 +92,7 @@ def _member_tenant(request) -> Tenant:
     return Tenant.objects.select_related("quota").filter(pk__in=tenant_ids).order_by("name").first()
 
 
-@role_required("tenant-member")
+@role_required(MEMBERS)
 def desktop_new(request):
     """The templates offered now, which ones fit and why the others don't, and the request form."""
     tenant = _member_tenant(request)
@@ -125,34 +125,53 @@ def _desktop_for(request, pk, *, acting: bool = False) -> Desktop:
         raise Http404(exc.message) from None
 
 
-@role_required("tenant-member", "platform-admin", "auditor")
+#: The parts of pages that change with a desktop's status, each rendered alone by ``desktop_part`` (for
+#: live.js to swap in when the websocket says the desktop changed) and included by its page.
+DESKTOP_PARTS = {
+    "row": "allocations/_desktop_row.html",  # a row of the home page's "My desktops"
+    "head": "allocations/_desktop_head.html",  # the desktop page's name, status and reason
+    "summary": "allocations/_desktop_summary.html",  # expiry, console and the actions the status allows
+    "timeline": "allocations/_desktop_timeline.html",
+}
+
+
+def _desktop_context(request, desktop: Desktop) -> dict:
+    """What the desktop page and each of ``DESKTOP_PARTS`` render from: one context, so a part fetched
+    alone shows what the page shows."""
+    return {
+        "desktop": desktop,
+        "timeline": AuditEvent.objects.about(desktop).order_by("occurred_at", "id"),
+        "can_act": may_act_on(request.user, desktop),
+    }
+
+
+@role_required(EVERYONE)
 def desktop_detail(request, pk):
     desktop = _desktop_for(request, pk)
-    timeline = AuditEvent.objects.filter(object_type="allocations.desktop", object_id=str(desktop.pk)).order_by(
-        "occurred_at", "id"
-    )
     samples = []
     if desktop.mdev_uuid and desktop.started_at:
         gpu = desktop.gpus.first()
         samples = history(
             gpu.pk, mdev_uuid=str(desktop.mdev_uuid), since=max(desktop.started_at, timezone.now() - timedelta(hours=2))
         )
-    can_act = may_act_on(request.user, desktop)
     return render(
         request,
         "allocations/desktop_detail.html",
-        {
-            "desktop": desktop,
-            "timeline": timeline,
-            "samples": samples,
-            "extend_form": ExtendForm(),
-            "can_act": can_act,
-        },
+        {**_desktop_context(request, desktop), "samples": samples, "extend_form": ExtendForm()},
     )
 
 
+@role_required(EVERYONE)
+def desktop_part(request, pk, part):
+    """Fragment (htmx): one of ``DESKTOP_PARTS`` of a desktop the user may see, as its page renders it."""
+    if part not in DESKTOP_PARTS:
+        raise Http404("No such part")
+    desktop = _desktop_for(request, pk)
+    return render(request, DESKTOP_PARTS[part], _desktop_context(request, desktop))
+
+
 @require_POST
-@role_required("tenant-member", "platform-admin")
+@role_required(ACTORS)
 def desktop_action(request, pk, action):
     desktop = _desktop_for(request, pk, acting=True)
     try:
@@ -176,7 +195,7 @@ def desktop_action(request, pk, action):
     return redirect("desktop-page", pk=desktop.pk)
 
 
-@role_required("tenant-member")
+@role_required(MEMBERS)
 def quota_request_new(request):
     tenant = _member_tenant(request)
     form = QuotaIncreaseForm(request.POST or None)
@@ -194,7 +213,7 @@ def quota_request_new(request):
     )
 
 
-@role_required("platform-admin", "auditor")
+@role_required(OPERATORS)
 def quota_request_queue(request):
     pending = (
         QuotaRequest.objects.filter(status=QuotaRequestStatus.PENDING)
@@ -212,7 +231,7 @@ def quota_request_queue(request):
 
 
 @require_POST
-@role_required("platform-admin")
+@role_required(ADMINS)
 def quota_request_decide(request, pk, decision):
     quota_request = get_object_or_404(QuotaRequest, pk=pk)
     form = DecisionForm(request.POST)
@@ -231,7 +250,7 @@ def quota_request_decide(request, pk, decision):
     return redirect("quota-requests")
 
 
-@role_required("platform-admin", "auditor")
+@role_required(OPERATORS)
 def tenant_list(request):
     tenants = Tenant.objects.select_related("quota").order_by("name")
     return render(
@@ -239,13 +258,13 @@ def tenant_list(request):
     )
 
 
-@role_required("platform-admin", "auditor")
+@role_required(OPERATORS)
 def template_list(request):
     templates = DesktopTemplate.objects.select_related("profile").prefetch_related("allowed_tenants").order_by("name")
     return render(request, "allocations/templates.html", {"templates": templates})
 
 
-@role_required("platform-admin", "auditor")
+@role_required(OPERATORS)
 def host_desktops(request, name):
     """Fragment (htmx): the desktops on one host, for the host page that inventory renders."""
     desktops = (
@@ -254,69 +273,3 @@ def host_desktops(request, name):
         .order_by("-requested_at")
     )
     return render(request, "allocations/_host_desktops.html", {"desktops": desktops})
-
-
-@role_required("platform-admin", "auditor")
-def audit_verify(request):
-    """Verify the audit chain on demand (POST; audited) and show the result."""
-    from allocations.api.exports import verify_and_record
-
-    result = verify_and_record(request.user) if request.method == "POST" else None
-    checkpoints = Checkpoint.objects.order_by("-seq")[:5]
-    return render(request, "allocations/audit_verify.html", {"result": result, "checkpoints": checkpoints})
-
-
-@role_required("platform-admin", "auditor")
-def usage_page(request):
-    from allocations.api.exports import parse_period
-
-    group_by = request.GET.get("group_by", "tenant")
-    if group_by not in GROUPS:
-        group_by = "tenant"
-    try:
-        start, end, label = parse_period(request.GET)
-    except PortalError as exc:
-        messages.error(request, exc.message)
-        start, end, label = parse_period({})
-    lines = usage_report(start, end, group_by)
-    peak = max((line.gpu_hours for line in lines), default=0) or 1
-    rows = [{"line": line, "percent": round(100 * float(line.gpu_hours) / float(peak))} for line in lines]
-    totals = {
-        "desktops": sum(x.desktops for x in lines),
-        "gpu_hours": sum(x.gpu_hours for x in lines),
-        "fb": sum(x.framebuffer_gib_hours for x in lines),
-    }
-    return render(
-        request,
-        "allocations/usage.html",
-        {
-            "rows": rows,
-            "group_by": group_by,
-            "groups": GROUPS,
-            "label": label,
-            "start": start,
-            "end": end,
-            "totals": totals,
-            "query": request.GET.urlencode(),
-        },
-    )
-
-
-@login_required
-def export_jobs(request):
-    """My background exports: queue one (POST) or download a finished one."""
-    if request.method == "POST":
-        try:
-            queue_export(
-                request.user,
-                request.POST.get("kind", ""),
-                request.POST.get("format", "csv"),
-                {k: v for k, v in request.POST.items() if k not in ("kind", "format", "csrfmiddlewaretoken")},
-            )
-        except PortalError as exc:
-            messages.error(request, exc.message)
-        else:
-            messages.success(request, "Export queued: it will be listed here when it is ready.")
-        return redirect("export-jobs")
-    jobs = ExportJob.objects.filter(requested_by_id=request.user.pk)[:50]
-    return render(request, "allocations/export_jobs.html", {"jobs": jobs})

@@ -12,74 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
+from audit.hashing import CANONICAL_FIELDS, GENESIS, event_hash, when
 from audit.models import AuditEvent, ChainHead, Checkpoint
-
-GENESIS = "0" * 64
-CANONICAL_FIELDS = (
-    "seq",
-    "occurred_at",
-    "actor_id",
-    "actor_username",
-    "tenant_id",
-    "tenant_name",
-    "verb",
-    "object_type",
-    "object_id",
-    "object_repr",
-    "before",
-    "after",
-    "source_ip",
-    "request_id",
-    "prev_hash",
-)
-
-
-def _when(value) -> str:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return str(value)
-
-
-def canonical(values: dict) -> bytes:
-    """The exact bytes that are hashed: the canonical fields, sorted keys, no whitespace."""
-    data = {name: values.get(name) for name in CANONICAL_FIELDS}
-    data["occurred_at"] = _when(data["occurred_at"])
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
-
-
-def event_hash(values: dict) -> str:
-    return hashlib.sha256(canonical(values)).hexdigest()
-
-
-def values_of(event: AuditEvent) -> dict:
-    return {name: getattr(event, name) for name in CANONICAL_FIELDS}
-
-
-def link(event: AuditEvent) -> None:
-    """Give an unsaved event its chain position and hash. Must run in the inserting transaction:
-    the head row stays locked until commit, so concurrent writers queue here, one position each."""
-    # plain SQL: every audited change passes here, inside its transaction (the ORM's query building
-    # cost more than these two statements do)
-    table = ChainHead._meta.db_table
-    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-    with connection.cursor() as cur:
-        cur.execute(f"SELECT seq, hash FROM {table} WHERE id = 1{lock}")
-        row = cur.fetchone()
-        if row is None:  # the very first event (get_or_create's savepoint only then)
-            head, _ = ChainHead.objects.select_for_update().get_or_create(pk=1)
-            row = (head.seq, head.hash)
-        event.seq = row[0] + 1
-        event.prev_hash = row[1]
-        event.hash = event_hash(values_of(event))
-        cur.execute(f"UPDATE {table} SET seq = %s, hash = %s WHERE id = 1", [event.seq, event.hash])
 
 
 def _key() -> bytes:
@@ -87,7 +28,7 @@ def _key() -> bytes:
 
 
 def sign(seq: int, hash_: str, created_at: datetime) -> str:
-    message = f"{seq}:{hash_}:{_when(created_at)}".encode()
+    message = f"{seq}:{hash_}:{when(created_at)}".encode()
     return hmac.new(_key(), message, hashlib.sha256).hexdigest()
 
 

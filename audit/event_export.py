@@ -8,16 +8,16 @@ import io
 import json
 from dataclasses import dataclass, field
 
-from audit import chain
+from audit import hashing
 from audit.exports import Export, split_manifest, unneutralise
 
-COLUMNS = ["id", *chain.CANONICAL_FIELDS, "hash"]  # id, seq, …, prev_hash, hash
+COLUMNS = ["id", *hashing.CANONICAL_FIELDS, "hash"]  # id, seq, …, prev_hash, hash
 
 
 def event_rows(queryset):
     """Rows in chain order, with occurred_at in the chain's canonical form, read in chunks."""
     for row in queryset.order_by("seq").values(*COLUMNS).iterator(chunk_size=2000):
-        row["occurred_at"] = chain._when(row["occurred_at"])
+        row["occurred_at"] = hashing.when(row["occurred_at"])
         yield row
 
 
@@ -84,7 +84,7 @@ def check_file(data: bytes, fmt: str) -> FileCheck:
     first = last = None
     for row in _rows(body, fmt):
         result.rows += 1
-        if chain.event_hash(row) != row["hash"]:
+        if hashing.event_hash(row) != row["hash"]:
             result.problems.append(f"event id {row['id']} (seq {row['seq']}) does not match its hash")
         if previous and row["seq"] == previous["seq"] + 1 and row["prev_hash"] != previous["hash"]:
             result.problems.append(f"event seq {row['seq']} does not link to seq {previous['seq']}")

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
+
+from audit.hashing import event_hash, values_of
 
 
 class AppendOnlyError(Exception):
     """Raised when code tries to change or remove an audit event."""
+
+
+def object_type_of(instance: models.Model) -> str:
+    """The type audit events name a row by: ``app.model``, or the name the model kept when it moved
+    between apps (``audit_object_type``), so the trail's vocabulary never changes under its readers."""
+    return getattr(instance, "audit_object_type", None) or instance._meta.label_lower
 
 
 class AuditEventQuerySet(models.QuerySet):
@@ -17,8 +25,9 @@ class AuditEventQuerySet(models.QuerySet):
     def delete(self):
         raise AppendOnlyError("Audit events are append-only; they cannot be deleted.")
 
-    def for_tenant(self, tenant_id: int):
-        return self.filter(tenant_id=tenant_id)
+    def about(self, instance: models.Model):
+        """The events about one row (``object_type_of`` it and its id)."""
+        return self.filter(object_type=object_type_of(instance), object_id=str(instance.pk))
 
 
 class AuditEvent(models.Model):
@@ -62,12 +71,28 @@ class AuditEvent(models.Model):
     def save(self, *args, **kwargs):
         if not self._state.adding:
             raise AppendOnlyError("Audit events are append-only; they cannot be updated.")
-        from audit import chain  # the chain module needs this model
-
         with transaction.atomic(savepoint=False):  # inside a caller's transaction: its own, no savepoint
             if self.seq is None:
-                chain.link(self)
+                self._link()
             super().save(*args, **kwargs)
+
+    def _link(self) -> None:
+        """Give this unsaved event its chain position and hash. Must run in the inserting transaction:
+        the head row stays locked until commit, so concurrent writers queue here, one position each."""
+        # plain SQL: every audited change passes here, inside its transaction (the ORM's query building
+        # cost more than these two statements do)
+        table = ChainHead._meta.db_table
+        lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+        with connection.cursor() as cur:
+            cur.execute(f"SELECT seq, hash FROM {table} WHERE id = 1{lock}")
+            row = cur.fetchone()
+            if row is None:  # the very first event (get_or_create's savepoint only then)
+                head, _ = ChainHead.objects.select_for_update().get_or_create(pk=1)
+                row = (head.seq, head.hash)
+            self.seq = row[0] + 1
+            self.prev_hash = row[1]
+            self.hash = event_hash(values_of(self))
+            cur.execute(f"UPDATE {table} SET seq = %s, hash = %s WHERE id = 1", [self.seq, self.hash])
 
     def delete(self, *args, **kwargs):
         raise AppendOnlyError("Audit events are append-only; they cannot be deleted.")
@@ -99,36 +124,3 @@ class Checkpoint(models.Model):
 
     def __str__(self) -> str:
         return f"checkpoint #{self.seq} at {self.created_at:%Y-%m-%d %H:%M}"
-
-
-class ExportJob(models.Model):
-    """A large export run in the background; the file is kept under var/exports until downloaded."""
-
-    class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        RUNNING = "running", "Running"
-        DONE = "done", "Done"
-        FAILED = "failed", "Failed"
-
-    requested_by_id = models.BigIntegerField()
-    requested_by_username = models.CharField(max_length=150)
-    kind = models.CharField(max_length=20)  # audit-events | allocations
-    fmt = models.CharField(max_length=10)
-    filters = models.JSONField(default=dict)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
-    path = models.CharField(max_length=500, blank=True)
-    rows = models.BigIntegerField(null=True, blank=True)
-    manifest = models.JSONField(null=True, blank=True)
-    error = models.CharField(max_length=500, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
-
-    def __str__(self) -> str:
-        return f"{self.kind} export #{self.pk} ({self.fmt}, {self.status})"
-
-    @property
-    def filename(self) -> str:
-        return f"{self.kind}-{self.pk}.{self.fmt}"

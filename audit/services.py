@@ -10,7 +10,7 @@ from typing import Any
 from django.db import models, transaction
 
 from audit import context
-from audit.models import AuditEvent
+from audit.models import AuditEvent, object_type_of
 
 
 def _jsonable(value: Any) -> Any:
@@ -84,16 +84,18 @@ def record_row(
     *,
     actor,
     tenant: models.Model | None = None,
+    text: str | None = None,
     before: dict | None = None,
     after: dict | None = None,
 ) -> AuditEvent:
-    """Append one event about a row: its type (``app.model``), id and text, and the tenant it belongs to."""
+    """Append one event about a row: its type, id and text (``str(instance)`` unless ``text`` is
+    given), and the tenant it belongs to."""
     return record(
         verb,
         actor=actor,
-        object_type=instance._meta.label_lower,
+        object_type=object_type_of(instance),
         object_id=instance.pk,
-        object_repr=str(instance),
+        object_repr=str(instance) if text is None else text,
         tenant_id=tenant.pk if tenant is not None else None,
         tenant_name=str(tenant) if tenant is not None else "",
         before=before,

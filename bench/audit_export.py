@@ -52,7 +52,7 @@ def seed(url: str, count: int) -> float:
     django.setup()
     import psycopg
 
-    from audit.chain import GENESIS, event_hash
+    from audit.hashing import GENESIS, event_hash
 
     started = time.perf_counter()
     base = datetime(2026, 1, 1, tzinfo=UTC)
@@ -141,7 +141,7 @@ from django.test import RequestFactory
 mode, fmt = sys.argv[1], sys.argv[2]
 start = time.perf_counter()
 if mode == "export":
-    from allocations.api.exports import AuditEventExportView
+    from reports.api import AuditEventExportView
     request = RequestFactory().get("/api/exports/audit-events/", {"format": fmt})
     from rest_framework.test import force_authenticate
     force_authenticate(request, user=get_user_model().objects.get(username="bench-auditor"))

@@ -3,7 +3,7 @@
 One ASGI process (Daphne) with the Redis channel layer serves N concurrent clients, each a
 platform admin (so it joins ``operators``). Every interval this process publishes the fleet's
 telemetry (125 hosts x 8 GPUs by default) to ``operators`` as the portal does (the messages
-``portal.live.message_for`` builds; ``sampled_at`` in epoch seconds). Clients record staleness =
+``core.live.message_for`` builds; ``sampled_at`` in epoch seconds). Clients record staleness =
 receive time - sampled_at.
 
 Printed per N (JSON lines), then a summary: delivered messages/s (and the rate that full delivery
@@ -223,8 +223,8 @@ def make_operators(count: int) -> list[str]:
     from django.contrib.auth.hashers import make_password
     from django.contrib.sessions.backends.db import SessionStore
 
-    from allocations.choices import Role
-    from allocations.models import Membership
+    from tenancy.models import Membership
+    from tenancy.roles import Role
 
     User = get_user_model()
     unusable = make_password(None)
@@ -389,7 +389,7 @@ class Publisher(threading.Thread):
 
     @staticmethod
     def _send_via_publish(event, payload):
-        from portal import live
+        from core import live
 
         live.publish(live.OPERATORS, event, payload)
 
@@ -398,7 +398,7 @@ class Publisher(threading.Thread):
         # a Redis connection per call, a cost the Celery workers pay in production, not this machine.
         from channels.layers import get_channel_layer
 
-        from portal.live import OPERATORS, message_for
+        from core.live import OPERATORS, message_for
 
         layer = get_channel_layer()
         rng = random.Random(1)
@@ -586,7 +586,7 @@ def main(argv=None) -> int:
         "--via",
         choices=["group_send", "publish"],
         default="group_send",
-        help="group_send on one loop (default) or portal.live.publish itself (a loop and connection per call)",
+        help="group_send on one loop (default) or core.live.publish itself (a loop and connection per call)",
     )
     parser.add_argument("--client-procs", type=int, default=2, help="processes holding the clients (default 2)")
     parser.add_argument("--connect-concurrency", type=int, default=20)

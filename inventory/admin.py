@@ -1,8 +1,8 @@
 from django.contrib import admin
 
+from core.admin import AuditedAdmin, ReadOnlyInline
 from inventory.models import GPU, GPUMdevType, Host, VGPUProfile
 from inventory.services import hosts
-from portal.admin import AuditedAdmin, ReadOnlyInline
 
 
 class GPUInline(ReadOnlyInline, admin.TabularInline):

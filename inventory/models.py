@@ -116,9 +116,7 @@ class Host(models.Model):
 
     def save(self, *args, **kwargs):
         super().save(*args, **kwargs)
-        from inventory.services.capacity import touch_host
-
-        touch_host(self.pk)  # state, CPU or RAM may have changed: the scheduler reads this host again
+        Host.objects.touch(self.pk)  # state, CPU or RAM may have changed: the scheduler reads this host again
 
     @property
     def is_lab(self) -> bool:
@@ -191,16 +189,12 @@ class GPU(models.Model):
     def save(self, *args, **kwargs):
         """Saving a GPU row marks its host changed (after the row: callers lock the host first, like claims)."""
         super().save(*args, **kwargs)
-        from inventory.services.capacity import touch_host
-
-        touch_host(self.host_id)
+        Host.objects.touch(self.host_id)
 
     def delete(self, *args, **kwargs):
         host_id = self.host_id
         result = super().delete(*args, **kwargs)
-        from inventory.services.capacity import touch_host
-
-        touch_host(host_id)
+        Host.objects.touch(host_id)
         return result
 
     def changes_blocked_by_desktops(self) -> list[str]:

@@ -10,20 +10,20 @@ from inventory.drivers.base import DriverError
 from inventory.models import Host
 from inventory.services import connect, utilization
 from inventory.services.hosts import mark_silent_hosts_offline
-from inventory.services.sync import sync_host as sync_host_service
+from inventory.services.sync import sync_host
 
 log = get_task_logger(__name__)
 
 
 @shared_task(bind=True, acks_late=True, soft_time_limit=60, time_limit=90, max_retries=5)
-def sync_host(self, host_id: int) -> str | None:
+def sync_host_by_id(self, host_id: int) -> str | None:
     """Re-read one host. A host that is unreachable retries with backoff; a permanent error is logged
     and kept on the host row (``last_sync_error``)."""
     host = Host.objects.filter(pk=host_id).first()
     if host is None:
         return None  # deleted since it was queued
     try:
-        return sync_host_service(host).summary()
+        return sync_host(host).summary()
     except DriverError as exc:
         if exc.retryable:
             raise self.retry(exc=exc, countdown=min(300, 5 * 2**self.request.retries)) from exc
@@ -36,7 +36,7 @@ def sync_all_hosts() -> int:
     """Beat entry: queue a sync on every host's own queue."""
     count = 0
     for host in Host.objects.only("id", "name"):
-        sync_host.apply_async(args=[host.id], queue=host.queue)
+        sync_host_by_id.apply_async(args=[host.id], queue=host.queue)
         count += 1
     return count
 
@@ -87,7 +87,7 @@ def sample_utilization(host_id: int) -> int | None:
 
 @shared_task
 def sample_all_hosts() -> int:
-    hosts = list(Host.objects.exclude(state="offline").only("id", "name"))
+    hosts = list(Host.objects.reachable().only("id", "name"))
     for host in hosts:
         sample_utilization.apply_async(args=[host.id], queue=host.queue, expires=settings.PORTAL_SAMPLE_INTERVAL_S)
     return len(hosts)

@@ -6,16 +6,15 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from core.errors import PortalError
 from inventory.models import GPU, Host, VGPUProfile
 from inventory.services import hosts
 from inventory.services.utilization import history
-from portal.errors import PortalError
-from portal.ui import role_required
-
-OPERATORS = ("platform-admin", "auditor")
+from tenancy.permissions import role_required
+from tenancy.roles import ADMINS, EVERYONE, OPERATORS
 
 
-@role_required(*OPERATORS)
+@role_required(OPERATORS)
 def overview(request):
     """Every host with its state, heartbeat and GPUs as tiles."""
     gpus = GPU.objects.select_related("current_profile").order_by("pci_address")
@@ -23,7 +22,7 @@ def overview(request):
     return render(request, "inventory/overview.html", {"hosts": hosts})
 
 
-@role_required(*OPERATORS)
+@role_required(OPERATORS)
 def host_detail(request, name):
     host = get_object_or_404(Host, name=name)
     gpus = list(host.gpus.select_related("current_profile").order_by("pci_address"))
@@ -33,7 +32,7 @@ def host_detail(request, name):
 
 
 @require_POST
-@role_required("platform-admin")
+@role_required(ADMINS)
 def host_state(request, name, state):
     host = get_object_or_404(Host, name=name)
     try:
@@ -45,7 +44,7 @@ def host_state(request, name, state):
     return redirect("inventory:host-detail", name=host.name)
 
 
-@role_required("platform-admin", "auditor", "tenant-member")
+@role_required(EVERYONE)
 def profiles(request):
     """The vGPU profile catalog, grouped by board."""
     boards = {}

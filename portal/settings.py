@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
-from portal.env import env_bool, env_choice, env_database, env_int, env_list, env_str
+from core.env import env_bool, env_choice, env_database, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("PORTAL_VAR_DIR", str(BASE_DIR / "var")))
@@ -52,9 +52,13 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    # bottom to top (../shared/STYLE.md): each app imports only those listed before it
     "audit",
+    "core",
+    "tenancy",
     "inventory",
     "allocations",
+    "reports",
 ]
 
 MIDDLEWARE = [
@@ -81,9 +85,9 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "allocations.context_processors.roles",
+                "tenancy.context_processors.roles",
             ],
-            "builtins": ["portal.templatetags.portal_tags"],
+            "builtins": ["core.templatetags.portal_tags"],
         },
     },
 ]
@@ -198,9 +202,9 @@ REST_FRAMEWORK = {
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",
     ],
-    "DEFAULT_PAGINATION_CLASS": "portal.api.PortalPagination",
+    "DEFAULT_PAGINATION_CLASS": "core.api.PortalPagination",
     "PAGE_SIZE": 50,
-    "EXCEPTION_HANDLER": "portal.api.exception_handler",
+    "EXCEPTION_HANDLER": "core.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }

@@ -6,13 +6,6 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
-from allocations.api.exports import (
-    AllocationExportView,
-    AuditEventExportView,
-    ExportJobViewSet,
-    UsageView,
-    VerificationView,
-)
 from allocations.api.views import (
     DesktopTemplateViewSet,
     DesktopViewSet,
@@ -22,9 +15,18 @@ from allocations.api.views import (
     QuotaViewSet,
     TenantViewSet,
 )
-from audit.api.views import AuditEventViewSet
+from core import views
 from inventory.api.views import GPUViewSet, HostViewSet, VGPUProfileViewSet
-from portal import metrics, views
+from reports import metrics
+from reports.api import (
+    AllocationExportView,
+    AuditEventExportView,
+    AuditEventViewSet,
+    ExportJobViewSet,
+    UsageView,
+    VerificationView,
+)
+from reports.urls import audit_patterns
 
 router = DefaultRouter()
 router.register("hosts", HostViewSet, basename="host")
@@ -41,8 +43,9 @@ router.register("export-jobs", ExportJobViewSet, basename="export-job")
 
 urlpatterns = [
     path("", include("allocations.urls")),
+    path("", include("reports.urls")),
     path("inventory/", include("inventory.urls")),
-    path("audit/", include("audit.urls")),
+    path("audit/", include(audit_patterns)),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
@@ -59,5 +62,5 @@ urlpatterns = [
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
 ]
 
-handler404 = "portal.views.not_found"
-handler403 = "portal.views.forbidden"
+handler404 = "core.views.not_found"
+handler403 = "core.views.forbidden"

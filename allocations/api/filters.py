@@ -1,6 +1,7 @@
 import django_filters
 
-from allocations.models import Desktop, DesktopTemplate, Membership, Quota, Tenant
+from allocations.models import Desktop, DesktopTemplate, Quota
+from tenancy.models import Membership, Tenant
 
 
 class TenantFilterSet(django_filters.FilterSet):

@@ -1,9 +1,11 @@
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
-from allocations.models import Desktop, DesktopTemplate, Membership, ProfileQuota, Quota, QuotaRequest, Tenant
-from allocations.services.access import sees_everything
+from allocations.models import Desktop, DesktopTemplate, ProfileQuota, Quota, QuotaRequest
+from allocations.services.access import desktop_fields_hidden_from
 from inventory.models import VGPUProfile
+from tenancy.models import Membership, Tenant
+from tenancy.roles import sees_everything
 
 
 class ProfileQuotaSerializer(serializers.ModelSerializer):
@@ -179,10 +181,9 @@ class DesktopSerializer(serializers.ModelSerializer):
     def to_representation(self, instance):
         data = super().to_representation(instance)
         request = self.context.get("request")
-        if request is None or not sees_everything(request.user):
-            # Hosts and GPUs are the operators' business (README): end users see their desktop, not where.
-            for key in ("host_name", "gpu_uuids", "domain_name"):
-                data.pop(key, None)
+        # Hosts and GPUs are the operators' business (README): end users see their desktop, not where.
+        for key in desktop_fields_hidden_from(request.user if request is not None else None):
+            data.pop(key, None)
         return data
 
     def get_gpu_uuids(self, obj) -> list[str]:

@@ -1,7 +1,6 @@
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -26,15 +25,14 @@ from allocations.api.serializers import (
     TenantSerializer,
     TenantUpdateSerializer,
 )
-from allocations.choices import Role
-from allocations.models import Desktop, DesktopTemplate, Membership, Quota, QuotaRequest, Tenant
+from allocations.models import Desktop, DesktopTemplate, Quota, QuotaRequest
 from allocations.services import lifecycle, quotas, templates, tenants
-from allocations.services.access import get_desktop_for, roles_of
+from allocations.services.access import get_desktop_for
 from allocations.services.request import request_desktop, resolve_tenant
-from portal.api import RolePermission, ServiceWriteMixin
-
-ADMINS = (Role.PLATFORM_ADMIN,)
-EVERYONE = (Role.PLATFORM_ADMIN, Role.AUDITOR, Role.TENANT_MEMBER)
+from core.api import ServiceWriteMixin
+from tenancy.models import Membership, Tenant
+from tenancy.permissions import RolePermission
+from tenancy.roles import ACTORS, ADMINS, EVERYONE, roles_of
 
 
 class TenantViewSet(ServiceWriteMixin, viewsets.ModelViewSet):
@@ -100,11 +98,7 @@ class MembershipViewSet(ServiceWriteMixin, viewsets.ModelViewSet):
     delete_service = staticmethod(tenants.delete_membership)
 
     def get_queryset(self):
-        rows = Membership.objects.select_related("user", "tenant")
-        roles = roles_of(self.request.user)
-        if roles.platform_admin or roles.auditor:
-            return rows
-        return rows.filter(user=self.request.user)
+        return Membership.objects.visible_to(self.request.user).select_related("user", "tenant")
 
 
 class DesktopTemplateViewSet(ServiceWriteMixin, viewsets.ModelViewSet):
@@ -150,7 +144,7 @@ class DesktopViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     permission_classes = [RolePermission]
     # Auditors read; writes (request and actions) are for tenant members and platform admins.
     read_roles = EVERYONE
-    write_roles = (Role.PLATFORM_ADMIN, Role.TENANT_MEMBER)
+    write_roles = ACTORS
     ordering_fields = ["requested_at", "status", "expires_at"]
 
     def get_queryset(self):
@@ -206,7 +200,7 @@ class QuotaRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
     filterset_fields = ["status", "tenant"]
     permission_classes = [RolePermission]
     read_roles = EVERYONE
-    write_roles = (Role.PLATFORM_ADMIN, Role.TENANT_MEMBER)
+    write_roles = ACTORS
 
     def get_queryset(self):
         return QuotaRequest.objects.visible_to(self.request.user).select_related("tenant", "requested_by", "decided_by")
@@ -221,12 +215,7 @@ class QuotaRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
         )
         return Response(QuotaIncreaseSerializer(created).data, status=201)
 
-    def _admin_only(self, request):
-        if not roles_of(request.user).platform_admin:
-            raise PermissionDenied("Only a platform admin may decide quota requests.")
-
     def _decide(self, request, service):
-        self._admin_only(request)
         form = DecisionSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         decided = service(self.get_object().pk, actor=request.user, reason=form.validated_data.get("reason", ""))
@@ -246,6 +235,4 @@ class QuotaRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         quota_request = self.get_object()
-        if quota_request.requested_by_id != request.user.pk:
-            raise PermissionDenied("Only the member who asked can cancel a quota request.")
         return Response(QuotaIncreaseSerializer(quotas.cancel_quota_request(quota_request.pk, actor=request.user)).data)

@@ -23,7 +23,13 @@ import sys
 import time
 
 from allocations.placement import engine
-from allocations.placement.engine import Cluster, GPUState, NodeState, Request, make_policy, parse_models
+from allocations.placement.engine import Cluster, GPUState, NodeState, Request, make_policy
+
+
+def parse_models(spec: str) -> frozenset | None:
+    """The trace's ``gpu_spec`` column (``A|B``, or empty for any model) as a request's allowed models."""
+    parts = frozenset(p for p in (spec or "").split("|") if p)
+    return parts or None
 
 
 def load_nodes(path: str) -> list[NodeState]:
@@ -91,10 +97,9 @@ def run_seed(
     typical,
     out=None,
     limit: int | None = None,
-    policy_kw: dict | None = None,
 ) -> dict:
     cluster = Cluster(load_nodes(nodes_path), model)
-    pol = make_policy(policy, cluster, seed=seed, typical=typical, **(policy_kw or {}))
+    pol = make_policy(policy, cluster, seed=seed, typical=typical)
     order = arrivals(pods, cluster.total_gpus, seed)
     if limit is not None:
         order = order[:limit]

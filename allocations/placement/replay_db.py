@@ -30,8 +30,8 @@ from django.conf import settings
 from django.db import connection
 from django.test.utils import override_settings
 
-from allocations import placement
 from allocations.placement import engine, replay
+from allocations.placement.fleet import Fleet, use_fleet
 
 IN_MEMORY_LAYER = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
@@ -80,18 +80,18 @@ def _run(nodes_path, pods_path, policy, seed, limit, out_path, compare, clients=
         order = order[:limit]
     # One client keeps the engine's tie order (host names) so every decision can be compared with the
     # in-process replay; several clients break ties in their own orders, as the portal's processes do.
-    fleet = placement.Fleet(policy, vcpu_milli=1, demand=[r for _, r in pods], seed=seed, spread=clients > 1)
+    fleet = Fleet(policy, vcpu_milli=1, demand=[r for _, r in pods], seed=seed, spread=clients > 1)
     work = _Work(order, template_of, gpu_index, seed)
     with override_settings(
         PORTAL_PLACEMENT_POLICY=policy, PORTAL_PLACEMENT_VCPU_MILLI=1, CHANNEL_LAYERS=IN_MEMORY_LAYER
     ):
-        placement.use_fleet(fleet)
+        use_fleet(fleet)
         try:
             t0 = time.perf_counter()
             results = work.serve_alone(users[0]) if clients == 1 else work.serve_forked(users)
             wall = time.perf_counter() - t0
         finally:
-            placement.use_fleet(None)
+            use_fleet(None)
     results.sort(key=lambda r: r[0])
     cap = total_gpus * engine.MILLI
     arrived = placed_milli = placed = 0
@@ -220,10 +220,11 @@ def _populate(nodes, pods, clients: int = 1):
     pod shape."""
     from django.contrib.auth import get_user_model
 
-    from allocations.choices import Role
-    from allocations.models import DesktopTemplate, Membership, Quota, Tenant
+    from allocations.models import DesktopTemplate, Quota
     from inventory.choices import GPUMode, HostState, TelemetrySource
     from inventory.models import GPU, Host, VGPUProfile
+    from tenancy.models import Membership, Tenant
+    from tenancy.roles import Role
 
     boards = sorted({n.gpu_model for n in nodes})
     VGPUProfile.objects.bulk_create(

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from allocations.exceptions import NoCapacity, QuotaExceeded
-from allocations.models import DesktopTemplate, Tenant
+from allocations.models import DesktopTemplate
 from allocations.services.quotas import usage_of
 from allocations.services.request import check_quota_first, decide
+from tenancy.models import Tenant
 
 
 @dataclass(frozen=True)

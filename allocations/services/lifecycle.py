@@ -19,23 +19,17 @@ from allocations.choices import FINAL_STATUSES, TRANSITIONS, DesktopStatus, EndR
 from allocations.exceptions import InvalidTransition, QuotaExceeded
 from allocations.models import Desktop, Quota
 from audit import services as audit
+from core import live
+from core.errors import PortalError
+from core.queue import enqueue, enqueue_on_commit
+from inventory.models import Host
 from inventory.services import capacity
-from portal import live
-from portal.errors import PortalError
 
 
-def _record(desktop: Desktop, verb: str, *, actor, before: dict, after: dict) -> None:
-    audit.record(
-        verb,
-        actor=actor,
-        object_type="allocations.desktop",
-        object_id=desktop.pk,
-        object_repr=desktop.name,
-        tenant_id=desktop.tenant_id,
-        tenant_name=desktop.tenant.name,
-        before=before,
-        after=after,
-    )
+def record_desktop_event(desktop: Desktop, verb: str, *, actor, before: dict | None, after: dict | None) -> None:
+    """Audit ``verb`` on the desktop (in the caller's transaction) and tell its owner and the operators
+    after commit."""
+    audit.record_row(verb, desktop, actor=actor, tenant=desktop.tenant, text=desktop.name, before=before, after=after)
     publish_desktop(desktop, verb)
 
 
@@ -105,7 +99,7 @@ def transition(desktop_id: int, to: str, *, actor=None, reason: str = "", end_re
         for key in ("vnc_port", "expires_at", "end_reason"):
             if key in fields or (key == "end_reason" and end_reason):
                 after[key] = getattr(desktop, key)
-        _record(desktop, f"desktop.{to}", actor=actor, before=before, after=after)
+        record_desktop_event(desktop, f"desktop.{to}", actor=actor, before=before, after=after)
     return desktop
 
 
@@ -116,12 +110,12 @@ def teardown_end_status(desktop: Desktop) -> str:
     }.get(desktop.end_reason, DesktopStatus.FAILED)
 
 
-def _enqueue(task_name: str, desktop: Desktop) -> None:
-    from allocations import tasks
-
-    task = getattr(tasks, task_name)
+def enqueue_host_task(task_name: str, desktop: Desktop, *, on_commit: bool = True) -> None:
+    """Queue ``allocations.tasks.<task_name>`` for the desktop on its host's queue, after the current
+    transaction commits (or now, ``on_commit=False``)."""
     queue = desktop.host.queue if desktop.host_id else None
-    transaction.on_commit(lambda: task.apply_async(args=[desktop.pk], queue=queue))
+    send = enqueue_on_commit if on_commit else enqueue
+    send(f"allocations.tasks.{task_name}", desktop.pk, queue=queue)
 
 
 def release_desktop(desktop: Desktop, *, actor, end_reason: str = EndReason.RELEASED, reason: str = "") -> Desktop:
@@ -136,7 +130,7 @@ def release_desktop(desktop: Desktop, *, actor, end_reason: str = EndReason.RELE
             end_reason=end_reason,
             reason=reason or EndReason(end_reason).label,
         )
-        _enqueue("teardown", desktop)
+        enqueue_host_task("teardown", desktop)
     return desktop
 
 
@@ -165,7 +159,7 @@ def extend_desktop(desktop: Desktop, hours: int, *, actor) -> Desktop:
         locked.expires_at = locked.expires_at + timedelta(hours=hours)
         locked.expiry_warned_at = None
         locked.save(update_fields=["duration_hours", "expires_at", "expiry_warned_at"])
-        _record(
+        record_desktop_event(
             locked,
             "desktop.extended",
             actor=actor,
@@ -180,8 +174,8 @@ def reboot_desktop(desktop: Desktop, *, actor) -> Desktop:
         locked = Desktop.objects.select_for_update(of=("self",)).select_related("tenant", "host").get(pk=desktop.pk)
         if locked.status != DesktopStatus.RUNNING:
             raise InvalidTransition(f"Only a running desktop can be rebooted; this one is {locked.status}.")
-        _record(locked, "desktop.reboot_requested", actor=actor, before={}, after={})
-        _enqueue("reboot", locked)
+        record_desktop_event(locked, "desktop.reboot_requested", actor=actor, before={}, after={})
+        enqueue_host_task("reboot", locked)
     return locked
 
 
@@ -191,3 +185,71 @@ def expiry_for(desktop: Desktop, started):
 
 def stuck_cutoff():
     return timezone.now() - timedelta(seconds=settings.PORTAL_STUCK_AFTER_S)
+
+
+def expire_due_desktops(now=None) -> dict:
+    """Warn running desktops about to expire (once: ``expiry_warned_at`` is claimed with a conditional
+    update, audited), and release those past their time. Returns the counts."""
+    now = now or timezone.now()
+    warned = 0
+    soon = now + timedelta(seconds=settings.PORTAL_EXPIRY_WARNING_S)
+    for desktop in Desktop.objects.filter(
+        status=DesktopStatus.RUNNING, expires_at__lte=soon, expires_at__gt=now, expiry_warned_at__isnull=True
+    ).select_related("tenant"):
+        with transaction.atomic():
+            if Desktop.objects.filter(pk=desktop.pk, expiry_warned_at__isnull=True).update(expiry_warned_at=now):
+                warned += 1
+                audit.record_row(
+                    "desktop.expiry_warning",
+                    desktop,
+                    actor=None,
+                    tenant=desktop.tenant,
+                    text=desktop.name,
+                    after={"expires_at": desktop.expires_at},
+                )
+    expired = 0
+    for desktop in Desktop.objects.filter(status=DesktopStatus.RUNNING, expires_at__lte=now).select_related("host"):
+        try:
+            release_desktop(desktop, actor=None, end_reason=EndReason.EXPIRED, reason="its time ran out")
+            expired += 1
+        except InvalidTransition:
+            pass  # released meanwhile
+    return {"warned": warned, "expired": expired}
+
+
+def sweep_stuck_desktops() -> dict:
+    """Desktops stuck in flight past PORTAL_STUCK_AFTER_S. On a host that is offline (its worker or
+    libvirt silent) nothing can finish them: they fail with the host lost and their capacity and quota
+    are returned. Elsewhere, requested and stopping desktops get their task queued again (idempotent;
+    once per cut-off), and provisioning is given up on and torn down. Returns the counts."""
+    stuck = Desktop.objects.filter(status_changed_at__lt=stuck_cutoff()).select_related("host")
+    counts = {"requeued": 0, "abandoned": 0, "host_lost": 0}
+    for desktop in stuck.filter(host__in=Host.objects.offline()):
+        try:
+            transition(
+                desktop.pk,
+                DesktopStatus.FAILED,
+                end_reason=EndReason.HOST_LOST,
+                reason=f"its host {desktop.host.name} is offline",
+            )
+            counts["host_lost"] += 1
+        except InvalidTransition:
+            pass  # RUNNING desktops on an offline host are left to the reconciler when the host returns
+    reachable = stuck.exclude(host__in=Host.objects.offline())
+    for status, task_name in ((DesktopStatus.REQUESTED, "provision"), (DesktopStatus.STOPPING, "teardown")):
+        for desktop in reachable.filter(status=status):
+            Desktop.objects.filter(pk=desktop.pk).update(status_changed_at=timezone.now())
+            enqueue_host_task(task_name, desktop, on_commit=False)
+            counts["requeued"] += 1
+    for desktop in reachable.filter(status=DesktopStatus.PROVISIONING):
+        try:
+            release_desktop(
+                desktop,
+                actor=None,
+                end_reason=EndReason.FAILED,
+                reason=f"provisioning did not finish within {settings.PORTAL_STUCK_AFTER_S} s",
+            )
+            counts["abandoned"] += 1
+        except InvalidTransition:
+            pass
+    return counts

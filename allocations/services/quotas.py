@@ -10,10 +10,12 @@ from django.utils import timezone
 
 from allocations.choices import QuotaRequestStatus
 from allocations.exceptions import InvalidTransition, NotAllowed, QuotaExceeded
-from allocations.models import Desktop, Quota, QuotaRequest, Tenant
+from allocations.models import Desktop, Quota, QuotaRequest
 from audit import services as audit
-from portal.errors import PortalError
-from portal.services import create_object
+from core.errors import Forbidden, PortalError
+from core.writes import create_object
+from tenancy.models import Tenant
+from tenancy.roles import is_platform_admin
 
 
 @dataclass
@@ -73,7 +75,9 @@ def charge(quota_id: int, framebuffer_mib: int) -> None:
 
 def counted_usage(tenant: Tenant) -> tuple[int, int]:
     """The tenant's holding desktops and framebuffer counted from the desktops themselves (checks the counters)."""
-    totals = Desktop.objects.for_tenant(tenant).holding_capacity().aggregate(n=Count("id"), fb=Sum("framebuffer_mib"))
+    totals = (
+        Desktop.objects.holding_capacity().filter(tenant=tenant).aggregate(n=Count("id"), fb=Sum("framebuffer_mib"))
+    )
     return totals["n"] or 0, totals["fb"] or 0
 
 
@@ -166,13 +170,22 @@ def _raise_quota(request: QuotaRequest) -> tuple[dict, dict]:
     return {"quota": before}, {"quota": {k: getattr(quota, k) for k in REQUESTABLE}}
 
 
+def _require_platform_admin(actor) -> None:
+    if not is_platform_admin(actor):
+        raise Forbidden("Only a platform admin may decide quota requests.")
+
+
 def approve_quota_request(request_id: int, *, actor, reason: str = "") -> QuotaRequest:
-    """Raise the tenant's quota to what was asked, in the same transaction as the decision."""
+    """Raise the tenant's quota to what was asked, in the same transaction as the decision.
+    Platform admins only."""
+    _require_platform_admin(actor)
     with transaction.atomic():
         return _decide(request_id, actor=actor, status=QuotaRequestStatus.APPROVED, reason=reason, apply=_raise_quota)
 
 
 def reject_quota_request(request_id: int, *, actor, reason: str) -> QuotaRequest:
+    """Refuse a pending request, with a reason for the member who asked. Platform admins only."""
+    _require_platform_admin(actor)
     if not reason.strip():
         raise PortalError("Give the requester a reason for the rejection.")
     with transaction.atomic():
@@ -180,5 +193,8 @@ def reject_quota_request(request_id: int, *, actor, reason: str) -> QuotaRequest
 
 
 def cancel_quota_request(request_id: int, *, actor) -> QuotaRequest:
+    """The member who asked withdraws a pending request (only they may)."""
+    if not QuotaRequest.objects.filter(pk=request_id, requested_by_id=getattr(actor, "pk", None)).exists():
+        raise Forbidden("Only the member who asked can cancel a quota request.")
     with transaction.atomic():
         return _decide(request_id, actor=actor, status=QuotaRequestStatus.CANCELLED, reason="")

@@ -17,17 +17,18 @@ from dataclasses import dataclass
 from django.db import connection, transaction
 from django.db.models import BooleanField
 
-from allocations import placement
 from allocations.choices import DesktopStatus
 from allocations.exceptions import NoCapacity, NotAllowed, QuotaExceeded
-from allocations.models import Desktop, DesktopTemplate, Quota, Tenant
-from allocations.services.access import roles_of
-from allocations.services.lifecycle import _enqueue, _record
+from allocations.models import Desktop, DesktopTemplate, Quota
+from allocations.placement import fleet as placement
+from allocations.services.lifecycle import enqueue_host_task, record_desktop_event
 from allocations.services.quotas import charge, check_room, usage_of
+from core.errors import NotFound, PortalError
 from inventory.models import VGPUProfile
 from inventory.services import capacity
 from inventory.services.capacity import count_placement_failure
-from portal.errors import NotFound, PortalError
+from tenancy.models import Tenant
+from tenancy.roles import roles_of
 
 CLAIM_ATTEMPTS = 8
 FULL_READ_FROM_ATTEMPT = 2
@@ -234,7 +235,7 @@ def _request_desktop(
         charge(quota.pk, grant.framebuffer_mib)
         desktop = _create(actor, tenant, template, grant, duration_hours, name)
         if queue_provisioning:
-            _enqueue("provision", desktop)
+            enqueue_host_task("provision", desktop)
     return desktop
 
 
@@ -265,7 +266,7 @@ def _create(actor, tenant, template, grant: Grant, duration_hours, name) -> Desk
     desktop.tenant = tenant  # the row as written; its libvirt domain name is given when it is built
     # the audit event last: it holds the chain's head row until commit, so concurrent requests queue
     # there for as short a time as possible
-    _record(
+    record_desktop_event(
         desktop,
         "desktop.requested",
         actor=actor,

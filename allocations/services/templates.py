@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from allocations.models import DesktopTemplate
-from portal.services import create_object, delete_object, update_object
+from core.writes import create_object, delete_object, update_object
 
 
 def create_template(data: dict, *, actor) -> DesktopTemplate:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from django.db import transaction
 
-from allocations.models import Membership, ProfileQuota, Quota, Tenant
+from allocations.models import ProfileQuota, Quota
 from audit import services as audit
-from portal.services import create_object, delete_object, update_object
+from core.writes import create_object, delete_object, update_object
+from tenancy.models import Membership, Tenant
 
 
 def create_tenant(data: dict, *, actor) -> Tenant:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 
-from allocations.models import DesktopTemplate, Membership, Quota, Tenant
+from allocations.models import DesktopTemplate, Quota
+from tenancy.models import Membership, Tenant
 
 
 def make_user(username: str, password: str = "pw-for-tests-1", **fields):

@@ -3,11 +3,12 @@
 import pytest
 from django.db import IntegrityError, transaction
 
-from allocations.choices import Role
-from allocations.models import DesktopTemplate, Membership, ProfileQuota, Tenant
+from allocations.models import DesktopTemplate, ProfileQuota
 from allocations.tests.factories import make_template
 from audit.models import AuditEvent
 from inventory.tests.factories import make_profile
+from tenancy.models import Membership, Tenant
+from tenancy.roles import Role
 
 pytestmark = pytest.mark.django_db
 

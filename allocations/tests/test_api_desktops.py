@@ -121,8 +121,8 @@ def test_admin_drains_a_host(api, lab, platform_admin, tenant_member, template):
 def test_an_auditor_who_is_also_a_member_acts_only_on_own_desktops(
     api, lab, tenant_member, outsider, template, other_tenant
 ):
-    from allocations.choices import Role
     from allocations.tests.factories import make_membership
+    from tenancy.roles import Role
 
     lab()
     make_membership(outsider, Role.AUDITOR)  # reads everything, may act on nothing but their own

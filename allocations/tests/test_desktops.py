@@ -15,10 +15,10 @@ from allocations.services import lifecycle
 from allocations.services.request import request_desktop
 from allocations.tests.factories import make_membership, make_template, make_user
 from audit.models import AuditEvent
+from core.errors import NotFound
 from inventory.drivers.base import DriverError
 from inventory.models import GPU, Host, VGPUProfile
 from inventory.services.connect import driver_for
-from portal.errors import NotFound
 
 pytestmark = pytest.mark.django_db
 
@@ -415,7 +415,7 @@ def test_release_twice_is_a_clear_conflict(lab, tenant_member, a40_template):
 
 
 def test_member_of_two_tenants_must_choose(lab, tenant, other_tenant, a40_template):
-    from portal.errors import PortalError
+    from core.errors import PortalError
 
     lab()
     user = make_user("both")

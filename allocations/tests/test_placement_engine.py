@@ -10,18 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from allocations.placement import engine, replay
+from allocations.placement import replay
 from allocations.placement.engine import (
     Cluster,
     Decision,
     GPUState,
     NodeState,
     Request,
+    ladder_for,
     make_policy,
     policy_typical,
-    profile_for,
-    typical_pods,
 )
+from allocations.placement.engine.state import EMPTY_VGPU, FREE_WHOLE, WHOLE
+from allocations.placement.engine.typical import typical_pods
 
 TRACES = str(Path(__file__).resolve().parents[3] / "shared" / "traces" / "openb")
 NODES = os.path.join(TRACES, "openb_node_list_gpu_node.csv")
@@ -70,8 +71,8 @@ def small_typical():
     ],
 )
 def test_profile_is_smallest_that_holds_the_share(model, milli, size):
-    assert profile_for(model, milli) == size
-    ladder = engine.ladder_for(model)
+    ladder = ladder_for(model)
+    assert ladder.choose(milli) == size
     fb, sizes = ladder.fb, sorted(ladder.size.values())
     assert size * 1000 >= milli * fb
     assert all(s * 1000 < milli * fb for s in sizes if s < size)
@@ -195,9 +196,9 @@ def invariants(c: Cluster):
             p = c.prof[i][g]
             if p > 0:
                 assert 1 <= c.used[i][g] <= c.lad[i].maxi[p]
-                assert c.home[i][g] != engine.FREE_WHOLE  # a whole-only GPU never runs a profile
-            elif p == engine.WHOLE:
-                assert c.used[i][g] == 1 and c.home[i][g] != engine.EMPTY_VGPU  # a vGPU-only GPU is never whole
+                assert c.home[i][g] != FREE_WHOLE  # a whole-only GPU never runs a profile
+            elif p == WHOLE:
+                assert c.used[i][g] == 1 and c.home[i][g] != EMPTY_VGPU  # a vGPU-only GPU is never whole
             else:
                 assert p == c.home[i][g] and c.used[i][g] == 0
 

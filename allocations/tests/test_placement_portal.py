@@ -6,10 +6,10 @@ import io
 
 import pytest
 
-from allocations import placement
 from allocations.choices import DesktopStatus
 from allocations.exceptions import NoCapacity, QuotaExceeded
 from allocations.models import ProfileQuota
+from allocations.placement import fleet as placement
 from allocations.services.availability import offers_for
 from allocations.services.request import request_desktop
 from allocations.tests.factories import make_template
@@ -68,7 +68,7 @@ def test_the_deployments_policy_decides(settings, lab, tenant_member, roomy, pol
 def test_an_unknown_policy_stops_start_up(monkeypatch):
     from django.core.exceptions import ImproperlyConfigured
 
-    from portal.env import env_choice
+    from core.env import env_choice
 
     monkeypatch.setenv("PORTAL_PLACEMENT_POLICY", "tetris")
     with pytest.raises(ImproperlyConfigured, match="PORTAL_PLACEMENT_POLICY='tetris' is not one of"):

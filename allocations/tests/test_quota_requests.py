@@ -70,11 +70,37 @@ def test_asking_for_less_or_nothing_is_refused(api, tenant_member):
 
 
 def test_only_the_requester_cancels(api, tenant, tenant_member):
-    from allocations.choices import Role
     from allocations.tests.factories import make_membership, make_user
+    from tenancy.roles import Role
 
     colleague = make_user("carol")
     make_membership(colleague, Role.TENANT_MEMBER, tenant)
     request_id = ask(api, tenant_member, max_desktops=9, reason="more").json()["id"]
     assert api.as_user(colleague).post(f"/api/quota-requests/{request_id}/cancel/").status_code == 403
     assert api.as_user(tenant_member).post(f"/api/quota-requests/{request_id}/cancel/").json()["status"] == "cancelled"
+
+
+@pytest.mark.parametrize("decide", ["approve", "reject"])
+def test_the_decision_service_itself_refuses_anyone_but_a_platform_admin(tenant, tenant_member, auditor, decide):
+    """The rule lives in the service, so the API, the pages and the admin cannot disagree: called
+    directly, as the pages and any future caller do, it refuses a member and an auditor."""
+    from allocations.services import quotas
+    from core.errors import Forbidden
+
+    pending = quotas.request_quota_increase(actor=tenant_member, tenant=tenant, changes={"max_desktops": 9}, reason="x")
+    service = getattr(quotas, f"{decide}_quota_request")
+    for who in (tenant_member, auditor):
+        with pytest.raises(Forbidden, match="Only a platform admin may decide quota requests"):
+            service(pending.pk, actor=who, reason="why not")
+    pending.refresh_from_db()
+    assert pending.status == "pending" and not AuditEvent.objects.filter(verb__startswith="quota_request.a").exists()
+
+
+def test_the_cancel_service_itself_refuses_anyone_but_the_requester(tenant, tenant_member, platform_admin):
+    from allocations.services import quotas
+    from core.errors import Forbidden
+
+    pending = quotas.request_quota_increase(actor=tenant_member, tenant=tenant, changes={"max_desktops": 9}, reason="x")
+    with pytest.raises(Forbidden, match="Only the member who asked"):
+        quotas.cancel_quota_request(pending.pk, actor=platform_admin)
+    assert quotas.cancel_quota_request(pending.pk, actor=tenant_member).status == "cancelled"

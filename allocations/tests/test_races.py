@@ -11,13 +11,13 @@ from collections import Counter
 import pytest
 from django.db import connection, connections
 
-from allocations.choices import Role
 from allocations.exceptions import NoCapacity, QuotaExceeded
 from allocations.models import Desktop, Quota
 from allocations.services.quotas import counted_usage
 from allocations.services.request import request_desktop
 from allocations.tests.factories import make_membership, make_template, make_tenant, make_user
 from inventory.models import GPU, Host, VGPUProfile
+from tenancy.roles import Role
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),

@@ -75,7 +75,7 @@ def test_running_desktop_whose_domain_vanished_fails_and_frees(running):
     driver = driver_for(host)
     driver.destroy_domain(desktop.domain_name)
     driver.undefine_domain(desktop.domain_name)
-    report = tasks.reconcile_host.apply(args=[host.pk]).get()
+    report = tasks.reconcile_host_by_id.apply(args=[host.pk]).get()
     assert report["lost_desktops"] == [desktop.pk]
     desktop.refresh_from_db()
     assert (desktop.status, desktop.end_reason, desktop.holds_capacity) == ("failed", "host-lost", False)

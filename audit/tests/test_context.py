@@ -2,8 +2,8 @@
 
 import pytest
 
-from allocations.choices import Role
 from audit.models import AuditEvent
+from tenancy.roles import Role
 
 pytestmark = pytest.mark.django_db
 

@@ -4,17 +4,16 @@ from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from core.api import ServiceWriteMixin
 from inventory.api.filters import GPUFilterSet, HostFilterSet, VGPUProfileFilterSet
 from inventory.api.serializers import GPUSerializer, HostSerializer, VGPUProfileSerializer
 from inventory.models import GPU, Host, VGPUProfile
 from inventory.services import hosts, profiles
-from portal.api import RolePermission, ServiceWriteMixin
+from tenancy.permissions import RolePermission
+from tenancy.roles import ADMINS, EVERYONE, OPERATORS
 
 # inventory never imports allocations: roles are named by their plain values here.
 # Infrastructure is for operators: end users see their desktops, not the hosts behind them.
-OPERATORS = ("platform-admin", "auditor")
-ADMINS = ("platform-admin",)
-EVERYONE = ("platform-admin", "auditor", "tenant-member")
 
 
 class HostStateChangeSerializer(serializers.Serializer):

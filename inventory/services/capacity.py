@@ -7,37 +7,17 @@ share and any GPUs taken, and releasing their row locks). Locks are always taken
 host first, then GPUs, and a request holds one host's at a time, so concurrent
 claims cannot deadlock. Every claim and release goes through the host's row (its counters and
 ``capacity_version`` in one UPDATE), which is how the scheduler's cache
-(``allocations.placement.Fleet``) knows which hosts to read again.
+(``allocations.placement.fleet.Fleet``) knows which hosts to read again.
 """
 
 from __future__ import annotations
 
 from django.db import connection
 from django.db.models import F
-from django.db.models.expressions import RawSQL
 
-from inventory.choices import VGPU_MODES, WHOLE_MODES, HostState
+from inventory.choices import VGPU_MODES, WHOLE_MODES
 from inventory.models import GPU, Host, PlacementFailure, VGPUProfile
-
-
-def _bump_sql() -> str:
-    if connection.vendor == "postgresql":
-        return "GREATEST(txid_current(), capacity_version + 1)"
-    return "capacity_version + 1"
-
-
-def bump():
-    """A new ``Host.capacity_version``: on PostgreSQL at least the writing transaction's id (and more than
-    before, so two changes in one transaction differ too), so a reader can ask for the hosts changed by
-    transactions it has not seen yet (``allocations.placement.Fleet``); elsewhere +1."""
-    return RawSQL(_bump_sql(), [])
-
-
-def touch_host(host_id: int | None) -> None:
-    """Mark the host changed (its GPU rows were added, edited or removed)."""
-    if host_id:
-        Host.objects.filter(pk=host_id).update(capacity_version=bump())
-
+from inventory.querysets import ONLINE_STATE, next_capacity_version_sql
 
 # The claims are the request path's hottest statements: plain SQL, one statement each (the ORM's
 # query building cost more than PostgreSQL's work on them). Same text on PostgreSQL and SQLite.
@@ -59,9 +39,9 @@ def claim_host(host_id: int, vcpus: int, memory_mib: int) -> bool:
     return (
         _rows(
             f"UPDATE {_HOST} SET vcpus_used = vcpus_used + %s, memory_used_mib = memory_used_mib + %s, "
-            f"capacity_version = {_bump_sql()} "
+            f"capacity_version = {next_capacity_version_sql()} "
             f"WHERE id = %s AND state = %s AND vcpus_used <= cpu_cores - %s AND memory_used_mib <= memory_mib - %s",
-            [vcpus, memory_mib, host_id, HostState.ONLINE, vcpus, memory_mib],
+            [vcpus, memory_mib, host_id, ONLINE_STATE, vcpus, memory_mib],
         )
         == 1
     )
@@ -105,7 +85,7 @@ def claim_whole_gpus(gpu_ids: list[int], host_id: int | None = None) -> bool:
 def release_host(host_id: int, vcpus: int, memory_mib: int) -> None:
     _rows(
         f"UPDATE {_HOST} SET vcpus_used = vcpus_used - %s, memory_used_mib = memory_used_mib - %s, "
-        f"capacity_version = {_bump_sql()} WHERE id = %s",
+        f"capacity_version = {next_capacity_version_sql()} WHERE id = %s",
         [vcpus, memory_mib, host_id],
     )
 

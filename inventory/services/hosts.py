@@ -9,11 +9,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit import services as audit
+from core.errors import Conflict
+from core.writes import create_object, delete_object, update_object
 from inventory.choices import HostState
 from inventory.models import GPU, Host
-from inventory.services.capacity import bump
-from portal.errors import Conflict
-from portal.services import create_object, delete_object, update_object
+from inventory.querysets import next_capacity_version
 
 
 def create_host(data: dict, *, actor) -> Host:
@@ -74,12 +74,10 @@ def set_host_state(host: Host, state: str, *, actor, reason: str = "") -> Host:
         before = locked.state
         locked.state = state
         locked.save(update_fields=["state", "updated_at"])
-        audit.record(
+        audit.record_row(
             f"host.{state}",
+            locked,
             actor=actor,
-            object_type="inventory.host",
-            object_id=locked.pk,
-            object_repr=locked.name,
             before={"state": before},
             after={"state": state, **({"reason": reason} if reason else {})},
         )
@@ -89,20 +87,19 @@ def set_host_state(host: Host, state: str, *, actor, reason: str = "") -> Host:
 def mark_silent_hosts_offline() -> list[str]:
     cutoff = timezone.now() - timedelta(seconds=settings.PORTAL_HEARTBEAT_TIMEOUT_S)
     names = []
-    for host in Host.objects.filter(state=HostState.ONLINE).exclude(last_heartbeat__gte=cutoff):
+    for host in Host.objects.online().exclude(last_heartbeat__gte=cutoff):
         with transaction.atomic():
             if (
-                Host.objects.filter(pk=host.pk, state=HostState.ONLINE)
+                Host.objects.online()
+                .filter(pk=host.pk)
                 .exclude(last_heartbeat__gte=cutoff)
-                .update(state=HostState.OFFLINE, capacity_version=bump())
+                .update(state=HostState.OFFLINE, capacity_version=next_capacity_version())
             ):
                 names.append(host.name)
-                audit.record(
+                audit.record_row(
                     "host.offline",
+                    host,
                     actor=None,
-                    object_type="inventory.host",
-                    object_id=host.pk,
-                    object_repr=host.name,
                     before={"state": HostState.ONLINE},
                     after={"state": HostState.OFFLINE, "reason": f"no heartbeat since {host.last_heartbeat}"},
                 )

@@ -16,12 +16,12 @@ from pathlib import Path
 
 from django.db import transaction
 
+from core.errors import PortalError
+from core.writes import create_object, update_object
 from inventory.choices import GPUMode, HostState, TelemetrySource
 from inventory.drivers.lab import LabGPU, LabProfile, build_lab_xml
 from inventory.drivers.libvirt import forget_connection
 from inventory.models import GPU, Host, VGPUProfile
-from portal.errors import PortalError
-from portal.services import create_object, update_object
 
 DEFAULT_HOSTS = ("lab-a40=A40x2", "lab-a16=A16x4", "lab-l40s=L40Sx2:passthrough")
 _SPEC = re.compile(

@@ -1,7 +1,7 @@
 """Changes to the vGPU profile catalog made by hand (the seed command has its own path)."""
 
+from core.writes import create_object, delete_object, update_object
 from inventory.models import VGPUProfile
-from portal.services import create_object, delete_object, update_object
 
 
 def create_profile(data: dict, *, actor) -> VGPUProfile:

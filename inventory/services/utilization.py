@@ -10,10 +10,10 @@ from django.db.models import Avg, Max
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
+from core import live
 from inventory.drivers.telemetry import OK, HostTelemetry
 from inventory.models import GPU, Host, SampleResolution, UtilizationSample
 from inventory.services.connect import driver_for, telemetry_for
-from portal import live
 
 _FIELDS = (
     "sm_util",

@@ -11,12 +11,12 @@ pytestmark = pytest.mark.django_db
 
 def test_sync_task_reads_the_host(lab):
     host = lab(sync=False)
-    assert "lab-a40: 2 GPU(s)" in tasks.sync_host.apply(args=[host.pk]).get()
+    assert "lab-a40: 2 GPU(s)" in tasks.sync_host_by_id.apply(args=[host.pk]).get()
     assert Host.objects.get(pk=host.pk).state == "online"
 
 
 def test_sync_task_for_a_deleted_host_does_nothing():
-    assert tasks.sync_host.apply(args=[987654]).get() is None
+    assert tasks.sync_host_by_id.apply(args=[987654]).get() is None
 
 
 def test_unreachable_host_is_retried_with_backoff(monkeypatch):
@@ -27,16 +27,16 @@ def test_unreachable_host_is_retried_with_backoff(monkeypatch):
         seen.update(exc=exc, countdown=countdown)
         return Retry(exc=exc, when=countdown)
 
-    monkeypatch.setattr(tasks.sync_host, "retry", fake_retry)
+    monkeypatch.setattr(tasks.sync_host_by_id, "retry", fake_retry)
     with pytest.raises(Retry):
-        tasks.sync_host.run(host.pk)
+        tasks.sync_host_by_id.run(host.pk)
     assert seen["exc"].retryable and seen["countdown"] == 5
 
 
 def test_permanent_error_is_not_retried(tmp_path, monkeypatch):
     host = Host.objects.create(name="broken", libvirt_uri=f"test://{tmp_path}/missing.xml")
-    monkeypatch.setattr(tasks.sync_host, "retry", lambda **kw: pytest.fail("must not retry"))
-    assert tasks.sync_host.run(host.pk) is None
+    monkeypatch.setattr(tasks.sync_host_by_id, "retry", lambda **kw: pytest.fail("must not retry"))
+    assert tasks.sync_host_by_id.run(host.pk) is None
     assert "failed to parse" in Host.objects.get(pk=host.pk).last_sync_error
 
 
@@ -44,6 +44,6 @@ def test_sync_all_queues_each_host_on_its_own_queue(monkeypatch):
     Host.objects.create(name="a", libvirt_uri="test:///default")
     Host.objects.create(name="b", libvirt_uri="test:///default")
     sent = []
-    monkeypatch.setattr(tasks.sync_host, "apply_async", lambda args, queue: sent.append((args, queue)))
+    monkeypatch.setattr(tasks.sync_host_by_id, "apply_async", lambda args, queue: sent.append((args, queue)))
     assert tasks.sync_all_hosts.run() == 2
     assert sorted(queue for _, queue in sent) == ["host.a", "host.b"]

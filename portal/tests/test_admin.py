@@ -2,10 +2,11 @@
 
 import pytest
 
-from allocations.models import Quota, Tenant
+from allocations.models import Quota
 from audit.models import AuditEvent
 from inventory.models import GPU, Host
 from inventory.tests.factories import make_gpu, make_host, make_profile
+from tenancy.models import Tenant
 
 pytestmark = pytest.mark.django_db
 
@@ -42,7 +43,7 @@ def test_adding_and_changing_a_host_in_the_admin_is_audited(admin_client):
 
 def test_a_tenant_added_in_the_admin_gets_its_quota_and_audit(admin_client):
     response = admin_client.post(
-        "/admin/allocations/tenant/add/",
+        "/admin/tenancy/tenant/add/",
         {
             "name": "Initech",
             "slug": "initech",

@@ -11,15 +11,15 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth import get_user_model
 
-from allocations.choices import Role
-from allocations.models import Membership
-from allocations.services.exports import queue_export
 from allocations.services.quotas import request_quota_increase
 from allocations.services.request import request_desktop
 from allocations.tests.factories import make_membership, make_template, make_tenant, make_user
 from audit.models import AuditEvent
 from inventory.models import VGPUProfile
 from inventory.tests.factories import make_gpu, make_host, make_profile
+from reports.exports import queue_export
+from tenancy.models import Membership
+from tenancy.roles import Role
 
 ADMIN, AUDITOR, MEMBER, OUTSIDER = "platform_admin", "auditor", "tenant_member", "outsider"
 PERSONAS = (ADMIN, AUDITOR, MEMBER, OUTSIDER)

@@ -1,7 +1,7 @@
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from portal.env import env_bool, env_int, env_list, parse_database_url
+from core.env import env_bool, env_int, env_list, parse_database_url
 
 
 def test_postgres_url_is_split_into_django_settings():

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand
 
-from allocations.models import Tenant
 from allocations.services.quotas import recount
+from tenancy.models import Tenant
 
 
 class Command(BaseCommand):

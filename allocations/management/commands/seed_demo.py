@@ -15,9 +15,10 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from allocations.choices import Role
-from allocations.models import DesktopTemplate, Membership, Quota, Tenant
+from allocations.models import DesktopTemplate, Quota
 from inventory.models import VGPUProfile
+from tenancy.models import Membership, Tenant
+from tenancy.roles import Role
 
 TENANTS = [
     ("Acme Research", "acme", {"max_desktops": 4, "max_framebuffer_mib": 32768, "max_desktop_hours": 12}),

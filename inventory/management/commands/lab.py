@@ -3,12 +3,12 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from core.errors import PortalError
 from inventory.drivers.base import DriverError
 from inventory.models import Host
 from inventory.services.connect import driver_for
 from inventory.services.lab import DEFAULT_HOSTS, LabHostSpec, create_lab_host
 from inventory.services.sync import sync_host
-from portal.errors import PortalError
 
 
 class Command(BaseCommand):

@@ -9,7 +9,7 @@ process, the server and the workers) and Debian's /usr/bin/chromium with the pla
 
 Playwright's sync API keeps an asyncio loop running in this thread while the browser is open, so
 ``browser`` lets the ORM run here (DJANGO_ALLOW_ASYNC_UNSAFE) for as long as it lives, and anything
-that goes through ``async_to_sync`` (``portal.live.publish``, services that publish on commit)
+that goes through ``async_to_sync`` (``core.live.publish``, services that publish on commit)
 must run through ``in_thread``.
 
 Logs of the server and workers, screenshots, and the console of each page are kept under

@@ -1,0 +1,178 @@
+"""The reports API: the audit log, exports (streamed or background jobs), verification and usage."""
+
+from __future__ import annotations
+
+from django.http import FileResponse, HttpResponse, StreamingHttpResponse
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, viewsets
+from rest_framework.decorators import action
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from audit.models import AuditEvent
+from core.errors import Conflict, NotFound, PortalError
+from reports import exports
+from reports.filters import AuditEventFilterSet
+from reports.models import ExportJob
+from reports.serializers import AuditEventSerializer, ExportJobRequestSerializer, ExportJobSerializer
+from reports.usage import GROUPS, parse_period, usage_csv, usage_report
+from reports.verification import verify_and_record
+from tenancy.permissions import RolePermission
+from tenancy.roles import EVERYONE, NOBODY, OPERATORS
+
+
+class FormatParamIsOurs(BaseContentNegotiation):
+    """``?format=csv`` picks the export's format here, not a DRF renderer: answer JSON (errors) always."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+def streaming(export, filename: str) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(iter(export), content_type=export.content_type)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+class ExportView(APIView):
+    """Stream an export now: ``format`` = csv | json | ndjson, plus the list's filters. The manifest
+    (filter, row count, first/last hash, body SHA-256) closes the file."""
+
+    permission_classes = [RolePermission]
+    read_roles, write_roles = EVERYONE, NOBODY
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = FormatParamIsOurs
+    kind = ""
+
+    @extend_schema(
+        parameters=[OpenApiParameter("format", str, enum=["csv", "json", "ndjson"])],
+        responses={(200, "text/csv"): OpenApiTypes.BINARY},
+    )
+    def get(self, request):
+        fmt = request.query_params.get("format", "csv")
+        export = exports.build_export(request.user, self.kind, fmt, dict(request.query_params.items()))
+        exports.record_export(request.user, self.kind, fmt, dict(request.query_params.items()))
+        stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
+        return streaming(export, f"{self.kind}-{stamp}.{fmt}")
+
+
+class AuditEventExportView(ExportView):
+    kind = "audit-events"
+
+
+class AllocationExportView(ExportView):
+    kind = "allocations"
+
+
+class ExportJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Large exports in the background: ask, then download when done. Each person sees their own jobs."""
+
+    queryset = ExportJob.objects.none()
+    serializer_class = ExportJobSerializer
+    permission_classes = [RolePermission]
+    read_roles, write_roles = EVERYONE, EVERYONE
+
+    def get_queryset(self):
+        return ExportJob.objects.filter(requested_by_id=self.request.user.pk)
+
+    @extend_schema(request=ExportJobRequestSerializer, responses={202: ExportJobSerializer})
+    def create(self, request):
+        form = ExportJobRequestSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        job = exports.queue_export(
+            request.user,
+            form.validated_data["kind"],
+            form.validated_data["format"],
+            form.validated_data.get("filters", {}),
+        )
+        return Response(ExportJobSerializer(ExportJob.objects.get(pk=job.pk)).data, status=202)
+
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+    @action(detail=True, methods=["get"])
+    def download(self, request, pk=None):
+        job = self.get_object()
+        if job.status != ExportJob.Status.DONE:
+            raise Conflict(f"This export is {job.status}; download it once it is done.")
+        try:
+            handle = open(job.path, "rb")
+        except FileNotFoundError:
+            raise NotFound("The export's file is gone from the server; ask for the export again.") from None
+        exports.record_download(request.user, job)
+        return FileResponse(handle, as_attachment=True, filename=job.filename)
+
+
+class VerificationView(APIView):
+    """Walk the audit chain now (audited). 200 with the result; ``ok`` false names the first problem."""
+
+    permission_classes = [RolePermission]
+    read_roles = write_roles = OPERATORS
+
+    @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT})
+    def post(self, request):
+        return Response(verify_and_record(request.user))
+
+
+class UsageView(APIView):
+    """GPU-hours and framebuffer-hours per tenant, user, profile or host for a period (default: this month)."""
+
+    permission_classes = [RolePermission]
+    read_roles, write_roles = OPERATORS, NOBODY
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = FormatParamIsOurs
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("period", str),
+            OpenApiParameter("start", str),
+            OpenApiParameter("end", str),
+            OpenApiParameter("group_by", str, enum=list(GROUPS)),
+            OpenApiParameter("format", str, enum=["json", "csv"]),
+        ],
+        responses={200: OpenApiTypes.OBJECT},
+    )
+    def get(self, request):
+        group_by = request.query_params.get("group_by", "tenant")
+        if group_by not in GROUPS:
+            raise PortalError(f"group_by is one of {', '.join(GROUPS)}.")
+        start, end, label = parse_period(request.query_params)
+        lines = usage_report(start, end, group_by)
+        if request.query_params.get("format") == "csv":
+            response = HttpResponse(usage_csv(lines, group_by), content_type="text/csv")
+            response["Content-Disposition"] = f'attachment; filename="usage-{group_by}-{label}.csv"'
+            return response
+        return Response(
+            {
+                "period": label,
+                "start": start,
+                "end": end,
+                "group_by": group_by,
+                "rows": [
+                    {
+                        "key": x.key,
+                        "desktops": x.desktops,
+                        "seconds": x.seconds,
+                        "gpu_hours": str(x.gpu_hours),
+                        "framebuffer_gib_hours": str(x.framebuffer_gib_hours),
+                    }
+                    for x in lines
+                ],
+            }
+        )
+
+
+class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
+    """The audit trail, newest first. Auditors and platform admins read it; nobody writes it."""
+
+    queryset = AuditEvent.objects.all()
+    serializer_class = AuditEventSerializer
+    filterset_class = AuditEventFilterSet
+    permission_classes = [RolePermission]
+    read_roles, write_roles = OPERATORS, NOBODY
+    ordering_fields = ["occurred_at", "id"]

@@ -1,0 +1,165 @@
+"""Exports of audit events and allocations: streamed for a request, or run as a background job.
+
+Who may export what: auditors and platform admins export everything; an end user exports
+the history of their own desktops only. Every export is itself an audit event.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from datetime import datetime, time
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+
+from allocations.models import Desktop
+from allocations.services.access import desktop_fields_hidden_from
+from audit import services as audit
+from audit.event_export import export_events
+from audit.exports import FORMATS, Export
+from audit.models import AuditEvent
+from core.errors import Forbidden, PortalError
+from core.queue import enqueue_on_commit
+from reports.filters import AuditEventFilterSet
+from reports.models import ExportJob
+from reports.usage import ALLOCATION_COLUMNS, allocation_rows
+from tenancy.roles import roles_of, sees_everything
+
+
+def _date_start(text: str):
+    try:
+        day = parse_date(text)
+    except ValueError:
+        return None
+    if day is None:
+        return None
+    return timezone.make_aware(datetime.combine(day, time.min))
+
+
+def _filters(params) -> dict:
+    return {k: v for k, v in params.items() if k not in ("format", "page", "page_size") and v not in ("", None)}
+
+
+def _audit_events(user, fmt: str, filters: dict) -> Export:
+    """The audit log, with the log's own filters: auditors and platform admins only."""
+    if not sees_everything(user):
+        raise Forbidden("Only auditors and platform admins export the audit log.")
+    filterset = AuditEventFilterSet(filters, queryset=AuditEvent.objects.all())
+    if not filterset.is_valid():
+        raise PortalError("Invalid filter: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in filterset.errors.items()))
+    return export_events(filterset.qs, fmt, filters)
+
+
+_ALLOCATION_FILTERS = (
+    ("tenant", "tenant__slug"),
+    ("user", "owner__username"),
+    ("status", "status"),
+    ("profile", "profile__name"),
+    ("host", "host__name"),
+)
+
+
+def _allocations(user, fmt: str, filters: dict) -> Export:
+    """Desktop history: operators export everyone's, a member their own desktops' (without where they ran)."""
+    if not sees_everything(user) and not roles_of(user).tenant_ids:
+        raise Forbidden("You have no desktop history to export.")
+    desktops = Desktop.objects.visible_to(user)
+    for key, lookup in _ALLOCATION_FILTERS:
+        if key in filters:
+            desktops = desktops.filter(**{lookup: filters[key]})
+    for key, lookup in (("since", "requested_at__gte"), ("until", "requested_at__lt")):
+        if key in filters:
+            when = parse_datetime(str(filters[key])) or _date_start(str(filters[key]))
+            if when is None:
+                raise PortalError(f"{key} must be an ISO date or date-time, e.g. 2026-11-01 or 2026-11-01T08:00Z.")
+            desktops = desktops.filter(**{lookup: when})
+    hidden = desktop_fields_hidden_from(user)
+    columns = [c for c in ALLOCATION_COLUMNS if c not in hidden]
+    return Export(fmt, columns, allocation_rows(desktops), kind="allocations", filters=filters)
+
+
+#: The kinds of export: each builds a lazy export for a person, or refuses them. A new kind is one entry.
+KINDS: dict[str, Callable[[object, str, dict], Export]] = {
+    "audit-events": _audit_events,
+    "allocations": _allocations,
+}
+
+
+def build_export(user, kind: str, fmt: str, params: dict) -> Export:
+    """Validate who asks for what and return the (lazy) export; nothing is read yet."""
+    if fmt not in FORMATS:
+        raise PortalError(f"format must be one of {', '.join(FORMATS)}")
+    builder = KINDS.get(kind)
+    if builder is None:
+        raise PortalError(f"kind must be one of {', '.join(KINDS)}")
+    return builder(user, fmt, _filters(params))
+
+
+def record_export(user, kind: str, fmt: str, filters: dict, *, background: bool = False) -> None:
+    with transaction.atomic():
+        audit.record(
+            "export.started" if not background else "export.queued",
+            actor=user,
+            object_type="audit.export",
+            object_repr=f"{kind} as {fmt}",
+            after={"kind": kind, "format": fmt, "filter": _filters(filters)},
+        )
+
+
+def queue_export(user, kind: str, fmt: str, params: dict) -> ExportJob:
+    build_export(user, kind, fmt, params)  # the same checks, now, so a bad request fails at once
+    with transaction.atomic():
+        job = ExportJob.objects.create(
+            requested_by_id=user.pk,
+            requested_by_username=user.get_username(),
+            kind=kind,
+            fmt=fmt,
+            filters=_filters(params),
+        )
+        record_export(user, kind, fmt, params, background=True)
+        enqueue_on_commit("reports.tasks.run_export", job.pk)
+    return job
+
+
+def run_export_job(job_id: int) -> ExportJob:
+    """Write the export to var/exports/ and keep its manifest on the job."""
+    from django.contrib.auth import get_user_model
+
+    # Claim the job: a redelivered task (or a second worker) finds it RUNNING and leaves it alone.
+    if not ExportJob.objects.filter(pk=job_id, status=ExportJob.Status.PENDING).update(status=ExportJob.Status.RUNNING):
+        return ExportJob.objects.get(pk=job_id)
+    job = ExportJob.objects.get(pk=job_id)
+    user = get_user_model().objects.get(pk=job.requested_by_id)
+    directory = Path(settings.VAR_DIR) / "exports"
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / job.filename
+    partial = path.with_suffix(path.suffix + ".part")
+    try:
+        export = build_export(user, job.kind, job.fmt, job.filters)
+        with open(partial, "wb") as handle:
+            for chunk in export:
+                handle.write(chunk)
+        os.replace(partial, path)  # a download never sees half a file
+    except Exception as exc:  # noqa: BLE001 - the job records why it failed, for the person who asked
+        ExportJob.objects.filter(pk=job.pk).update(
+            status=ExportJob.Status.FAILED, error=str(exc)[:500], finished_at=timezone.now()
+        )
+        raise
+    ExportJob.objects.filter(pk=job.pk).update(
+        status=ExportJob.Status.DONE,
+        path=str(path),
+        rows=export.count,
+        manifest=export.manifest(),
+        finished_at=timezone.now(),
+    )
+    return ExportJob.objects.get(pk=job.pk)
+
+
+def record_download(user, job: ExportJob) -> None:
+    """Audit that ``user`` downloaded the finished export ``job``."""
+    with transaction.atomic():
+        audit.record_row("export.downloaded", job, actor=user, after={"rows": job.rows})

@@ -1,0 +1,15 @@
+from django.urls import path
+
+from reports import views
+
+urlpatterns = [
+    path("reports/usage/", views.usage_page, name="usage-page"),
+    path("reports/verify/", views.audit_verify, name="audit-verify-page"),
+    path("exports/", views.export_jobs, name="export-jobs"),
+]
+
+#: Under /audit/, with the "audit" namespace the pages have always used (``audit:event-list``).
+audit_patterns = (
+    [path("", views.event_list, name="event-list")],
+    "audit",
+)
