@@ -1,5 +1,7 @@
 """The self-service and admin pages: each calls the same services as the API."""
 
+import re
+
 import pytest
 
 from allocations.choices import DesktopStatus
@@ -136,3 +138,62 @@ def test_a_passthrough_template_over_the_framebuffer_quota_is_not_offered(client
     client.force_login(tenant_member)
     page = client.get("/desktops/new/").content.decode()
     assert "Over quota: This desktop needs 49152 MiB of GPU framebuffer" in page
+
+
+def _as_compared(html: str) -> str:
+    """Without what differs between two renders a moment apart: the CSRF token's mask, and the time
+    left (``timeuntil``), which may cross a minute between them."""
+    html = re.sub(r'name="csrfmiddlewaretoken" value="[^"]*"', 'name="csrfmiddlewaretoken"', html)
+    return re.sub(r"\d[^<>()]*? left", "… left", html)
+
+
+def test_each_live_part_of_a_desktop_renders_as_its_page_shows_it(client, lab, tenant_member, offered, run_tasks):
+    lab("lab-a40=A40x1")
+    client.force_login(tenant_member)
+    with run_tasks():
+        client.post("/desktops/new/", {"template": offered[0].pk, "duration_hours": 2, "name": "Mine"})
+    desktop = Desktop.objects.get()
+    page = _as_compared(client.get(f"/desktops/{desktop.pk}/").content.decode())
+    home = _as_compared(client.get("/").content.decode())
+    parts = {}
+    for name, shown_on in [("head", page), ("summary", page), ("timeline", page), ("row", home)]:
+        response = client.get(f"/desktops/{desktop.pk}/parts/{name}/")
+        assert response.status_code == 200, name
+        parts[name] = _as_compared(response.content.decode()).strip()
+        assert parts[name] in shown_on, name
+        assert f'data-live-part="/desktops/{desktop.pk}/parts/{name}/"' in parts[name]
+    assert "Mine" in parts["head"] and "Running" in parts["head"]
+    assert "Console" in parts["summary"] and "UTC (… left)" in parts["summary"] and "Release" in parts["summary"]
+    assert "desktop.requested" in parts["timeline"] and "desktop.running" in parts["timeline"]
+    assert "A40-8Q" in parts["row"] and "Running" in parts["row"]
+
+
+def test_a_desktops_parts_are_its_owners_only_and_unknown_parts_are_not_found(
+    client, lab, tenant_member, outsider, offered
+):
+    lab("lab-a40=A40x1")
+    client.force_login(tenant_member)
+    client.post("/desktops/new/", {"template": offered[0].pk, "duration_hours": 2})
+    desktop = Desktop.objects.get()
+    assert client.get(f"/desktops/{desktop.pk}/parts/vnc/").status_code == 404
+    assert client.get(f"/desktops/{desktop.pk + 1}/parts/row/").status_code == 404
+    other = type(client)()
+    other.force_login(outsider)
+    anonymous = type(client)()
+    for name in ("row", "head", "summary", "timeline"):
+        assert other.get(f"/desktops/{desktop.pk}/parts/{name}/").status_code == 404
+        response = anonymous.get(f"/desktops/{desktop.pk}/parts/{name}/")
+        assert response.status_code == 302 and response["Location"].startswith("/accounts/login/?next=")
+
+
+def test_the_row_of_a_new_desktop_shows_its_gpu(client, lab, tenant_member, offered):
+    lab("lab-a40=A40x1")
+    client.force_login(tenant_member)
+    client.post("/desktops/new/", {"template": offered[0].pk, "duration_hours": 2, "name": "Fresh"})
+    desktop = Desktop.objects.get()
+    assert desktop.status == DesktopStatus.REQUESTED  # its provisioning was not run
+    row = client.get(f"/desktops/{desktop.pk}/parts/row/").content.decode()
+    assert row.lstrip().startswith(f'<tr data-desktop-id="{desktop.pk}"')
+    assert "Fresh" in row and "Requested" in row and "<td>A40-8Q</td>" in row
+    summary = client.get(f"/desktops/{desktop.pk}/parts/summary/").content.decode()
+    assert "Cancel" in summary and "Release" not in summary  # the actions follow the status

@@ -42,24 +42,69 @@
   }
 
   // Events that happened while the socket was not connected (between the page's render and the first
-  // connect, or during a reconnect) were not received: take the desktops' current state from a fresh
-  // render of this page. Only pages that show desktops in flight need it.
+  // connect, or during a reconnect) were not received: fetch the live parts of the desktops shown in
+  // flight again.
   function resync() {
-    if (!document.querySelector(".status-requested, .status-provisioning, .status-stopping")) return;
-    fetch(location.href, {credentials: "same-origin"}).then(function (r) { return r.text(); }).then(function (html) {
-      var fresh = new DOMParser().parseFromString(html, "text/html");
-      ["desktop-summary", "timeline"].forEach(function (id) {
-        var now = document.getElementById(id), next = fresh.getElementById(id);
-        if (now && next) now.replaceWith(next);
-      });
-      fresh.querySelectorAll("[data-desktop-id]").forEach(function (el) {
-        var badge = el.querySelector('[data-field="status"]');
-        if (!badge) return;
-        document.querySelectorAll('[data-desktop-id="' + el.dataset.desktopId + '"] [data-field="status"]')
-          .forEach(function (mine) { mine.textContent = badge.textContent; mine.className = badge.className; });
-      });
+    var ids = {};
+    document.querySelectorAll("[data-desktop-id] .status-requested, [data-desktop-id] .status-provisioning, " +
+      "[data-desktop-id] .status-stopping").forEach(function (badge) {
+      ids[badge.closest("[data-desktop-id]").dataset.desktopId] = true;
     });
+    Object.keys(ids).forEach(refreshDesktop);
   }
+
+  // A live part is an element the server also renders alone: data-live-part is its URL (allocations'
+  // desktop-part view), data-desktop-id the desktop it shows. Parts are fetched one at a time, in the
+  // order their changes arrived (htmx runs one request per element and keeps only the last one
+  // waiting, resolving the others' promises unfetched; the rows inserted into "My desktops" would all
+  // wait on their tbody): a part asked for while it waits is fetched once, one asked for while it is
+  // being fetched is fetched again after, so the page ends on the server's latest render.
+  var queue = [], current = null;
+
+  function refreshDesktop(id) {
+    var urls = {};
+    document.querySelectorAll('[data-live-part][data-desktop-id="' + id + '"]').forEach(function (el) {
+      urls[el.dataset.livePart] = true;
+    });
+    Object.keys(urls).forEach(function (url) { fetchPart(url); });
+  }
+
+  // ``into``: where to insert the part (as its first child) when the page does not show it yet.
+  function fetchPart(url, into) {
+    if (queue.some(function (job) { return job.url === url; })) return;
+    queue.push({url: url, into: into});
+    if (!current) next();
+  }
+
+  function next() {
+    current = queue.shift() || null;
+    if (!current) return;
+    var url = current.url, into = current.into, requests;
+    var shown = document.querySelectorAll('[data-live-part="' + url + '"]');
+    if (shown.length) {
+      requests = Array.prototype.map.call(shown, function (el) {
+        return htmx.ajax("GET", url, {source: el, target: el, swap: "outerHTML"});
+      });
+    } else if (into && into.isConnected) {
+      requests = [htmx.ajax("GET", url, {source: into, target: into, swap: "afterbegin"}).then(function () {
+        var empty = into.querySelector(".empty-row");
+        if (empty && into.querySelector("[data-live-part]")) empty.remove();
+      })];
+    } else {
+      requests = [];
+    }
+    Promise.all(requests).then(done, done);
+  }
+
+  function done() { updateTimeLeft(); next(); }
+
+  // A part answered from elsewhere (the session ended and the login page came back) is not swapped in.
+  document.addEventListener("htmx:beforeSwap", function (e) {
+    var path = e.detail.pathInfo;
+    if (current && path && path.requestPath === current.url && path.responsePath !== current.url) {
+      e.detail.shouldSwap = false;
+    }
+  });
 
   function send(obj) {
     if (socket && socket.readyState === 1) socket.send(JSON.stringify(obj));
@@ -79,49 +124,17 @@
     })});
   }
 
+  // The parts of the page that show this desktop are fetched again; a new desktop of mine appears at
+  // the top of "My desktops" (its row as the server renders it). The host page refreshes its own list
+  // on "desktop-changed".
   function desktopStatus(d) {
-    var found = false;
-    document.querySelectorAll('[data-desktop-id="' + d.id + '"]').forEach(function (el) {
-      found = true;
-      var badge = el.querySelector('[data-field="status"]');
-      if (badge) { badge.textContent = d.status_label; badge.className = "status status-" + d.status; }
-      text(el.querySelector('[data-field="reason"]'), d.reason || "");
-      if (d.expires_at) { var exp = el.querySelector("[data-expires]"); if (exp) exp.dataset.expires = d.expires_at; }
-    });
-    var vnc = document.querySelector('[data-field="vnc"]');
-    if (vnc && d.vnc_port && document.querySelector('.desktop-head[data-desktop-id="' + d.id + '"]')) {
-      vnc.textContent = "VNC on the host, port " + d.vnc_port;
-    }
+    refreshDesktop(d.id);
     var mine = document.querySelector("#my-desktops tbody");
-    if (!found && mine && String(d.owner_id) === body.dataset.user) {
-      var empty = mine.querySelector(".empty-row"); if (empty) empty.remove();
-      var row = document.createElement("tr");
-      row.dataset.desktopId = d.id;
-      row.innerHTML = '<td><a></a></td><td><span data-field="status"></span> <small class="muted" data-field="reason"></small></td><td></td><td data-expires></td>';
-      row.querySelector("a").href = "/desktops/" + d.id + "/";
-      row.querySelector("a").textContent = d.name;
-      mine.prepend(row);
-      desktopStatus(d);
-    }
-    var summary = document.getElementById("desktop-summary");
-    if (summary && document.querySelector('.desktop-head[data-desktop-id="' + d.id + '"]')) {
-      // Expiry and the buttons a person may press depend on the status: take them from a fresh render.
-      fetch(location.href, {credentials: "same-origin"}).then(function (r) { return r.text(); }).then(function (html) {
-        var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("desktop-summary");
-        if (fresh) summary.replaceWith(fresh);
-      });
-    }
-    var timeline = document.getElementById("timeline");
-    if (timeline && document.querySelector('.desktop-head[data-desktop-id="' + d.id + '"]')) {
-      var li = document.createElement("li");
-      li.innerHTML = "<time></time> <code></code>";
-      li.querySelector("time").textContent = new Date().toTimeString().slice(0, 8);
-      li.querySelector("code").textContent = d.verb;
-      if (d.reason) li.append(" — " + d.reason);
-      timeline.append(li);
+    var shown = document.querySelector('[data-desktop-id="' + d.id + '"]');
+    if (mine && !shown && String(d.owner_id) === body.dataset.user) {
+      fetchPart("/desktops/" + d.id + "/parts/row/", mine);  // the desktop-part URL of its row
     }
     body.dispatchEvent(new CustomEvent("desktop-changed"));
-    updateTimeLeft();
   }
 
   function heat(pct) {  // 0 → calm blue, 100 → hot red

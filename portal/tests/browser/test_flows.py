@@ -80,6 +80,29 @@ def test_member_requests_a_desktop_and_sees_it_run_without_reloading(
     screenshot(page, "home-member-with-desktop")
 
 
+def test_a_desktop_requested_elsewhere_appears_on_the_home_page_as_the_server_renders_its_row(
+    asgi_server, page, login, screenshot, tenant_member, lab_with_worker, in_thread
+):
+    host, template = lab_with_worker
+    login(page, asgi_server, tenant_member.username, PASSWORD)
+    page.goto(f"{asgi_server}/")
+    assert page.locator("#my-desktops .empty-row").count() == 1
+    page.wait_for_function("() => document.getElementById('live-indicator').textContent === 'live'")
+    page.evaluate(NO_RELOAD)
+    desktop = in_thread(
+        request_desktop, actor=tenant_member, template_id=template.pk, duration_hours=2, name="From the API"
+    )
+    row = page.locator(f'#my-desktops tr[data-desktop-id="{desktop.pk}"]')
+    row.locator("[data-field=status]", has_text="Running").wait_for(timeout=30_000)
+    cells = row.locator("td").all_inner_texts()
+    assert cells[0] == "From the API" and cells[2] == "A40-8Q", cells  # the GPU column: the row came from the server
+    assert cells[3].endswith("left")
+    assert row.locator("a").get_attribute("href") == f"/desktops/{desktop.pk}/"
+    assert page.locator("#my-desktops tbody tr").count() == 1  # the empty row went, and the row came once
+    assert page.evaluate("() => window.__noReload") is True, "the page was reloaded"
+    screenshot(page, "home-desktop-inserted-live")
+
+
 def test_over_quota_request_shows_the_reason(asgi_server, page, login, tenant, tenant_member, lab_with_worker):
     tenant.quota.max_desktops = 0
     tenant.quota.save()
