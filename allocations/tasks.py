@@ -21,6 +21,9 @@ from inventory.models import Host
 log = get_task_logger(__name__)
 MAX_RETRIES = 5
 TIME_LIMIT = settings.PORTAL_PROVISION_TIMEOUT_S
+REBOOT_TIME_LIMIT = settings.PORTAL_GUEST_READY_TIMEOUT_S + 60
+GUEST_STARTING = "the guest is starting"
+GUEST_RESTARTING = "the guest is restarting"
 
 
 def _backoff(retries: int) -> int:
@@ -31,6 +34,10 @@ def _load(desktop_id: int) -> Desktop | None:
     return (
         Desktop.objects.select_related("host", "tenant", "template", "profile", "owner").filter(pk=desktop_id).first()
     )
+
+
+def _still(desktop: Desktop, status: str) -> bool:
+    return Desktop.objects.filter(pk=desktop.pk, status=status).exists()
 
 
 def _fail(desktop: Desktop, reason: str) -> None:
@@ -53,8 +60,14 @@ def provision(self, desktop_id: int) -> str | None:
     if desktop.status == DesktopStatus.REQUESTED:
         desktop = lifecycle.transition(desktop.pk, DesktopStatus.PROVISIONING, reason="building on the host")
         desktop = _load(desktop_id)
+    booting = False
     try:
         info = hosting.build_desktop(desktop)
+        # Started is not ready: the desktop stays provisioning, saying so, until its guest is up, so
+        # no one opens a console onto a boot screen believing the desktop is ready.
+        booting = True
+        lifecycle.note_progress(desktop.pk, GUEST_STARTING, status=DesktopStatus.PROVISIONING)
+        hosting.wait_until_ready(desktop)
     except SoftTimeLimitExceeded:
         _fail(desktop, f"provisioning took longer than {TIME_LIMIT} s")
         return "failed"
@@ -62,7 +75,9 @@ def provision(self, desktop_id: int) -> str | None:
         if exc.retryable and self.request.retries < self.max_retries:
             log.info("desktop %s: transient error, retrying: %s", desktop_id, exc)
             raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
-        _fail(desktop, f"could not be built on {desktop.host.name}: {exc}")
+        if not _still(desktop, DesktopStatus.PROVISIONING):
+            return None  # released while it was built or booted: the queued teardown removes it
+        _fail(desktop, str(exc) if booting else f"could not be built on {desktop.host.name}: {exc}")
         return "failed"
     now = timezone.now()
     try:
@@ -103,19 +118,36 @@ def teardown(self, desktop_id: int) -> str | None:
     return final
 
 
-@shared_task(bind=True, acks_late=True, max_retries=3, soft_time_limit=120, time_limit=150)
+@shared_task(
+    bind=True, acks_late=True, max_retries=3, soft_time_limit=REBOOT_TIME_LIMIT, time_limit=REBOOT_TIME_LIMIT + 30
+)
 def reboot(self, desktop_id: int) -> str | None:
+    """Power-cycle a running desktop. It stays running (its capacity and console rights do not change)
+    and says "the guest is restarting" until the guest is up again; a guest that does not come back
+    in time is said so, and left to its owner to reboot again or release."""
     desktop = _load(desktop_id)
     if desktop is None or desktop.status != DesktopStatus.RUNNING:
         return None
+    lifecycle.note_progress(desktop.pk, GUEST_RESTARTING, status=DesktopStatus.RUNNING)
     try:
         info = hosting.reboot_desktop(desktop)
     except DriverError as exc:
         if exc.retryable and self.request.retries < self.max_retries:
             raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
         log.warning("desktop %s: reboot failed: %s", desktop_id, exc)
+        lifecycle.note_progress(desktop.pk, f"the reboot failed: {exc}", status=DesktopStatus.RUNNING)
         return "failed"
     Desktop.objects.filter(pk=desktop.pk).update(vnc_port=info.vnc_port)
+    try:
+        hosting.wait_until_ready(desktop)
+    except SoftTimeLimitExceeded:
+        reason = f"restarted, but the reboot took longer than {REBOOT_TIME_LIMIT} s"
+        lifecycle.note_progress(desktop.pk, reason, status=DesktopStatus.RUNNING)
+        return "not ready"
+    except DriverError as exc:
+        lifecycle.note_progress(desktop.pk, f"restarted, but {exc}", status=DesktopStatus.RUNNING)
+        return "not ready"
+    lifecycle.note_progress(desktop.pk, "", status=DesktopStatus.RUNNING)
     return "rebooted"
 
 

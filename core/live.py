@@ -34,6 +34,16 @@ def host_group(host_id: int) -> str:
     return f"host.{host_id}"
 
 
+def console_desktop_group(desktop_id: int) -> str:
+    """The open consoles of one desktop (closed when it stops, taken over by a newer one)."""
+    return f"console.desktop.{desktop_id}"
+
+
+def console_user_group(user_id: int) -> str:
+    """The open consoles of one person (closed when they sign out or lose the right)."""
+    return f"console.user.{user_id}"
+
+
 def message_for(type_: str, payload: dict) -> dict:
     """The channel-layer message for an event: the browser frame encoded once (``text``), plus the
     payload itself only for events the consumer reads."""

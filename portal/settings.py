@@ -8,6 +8,8 @@ localhost, a secret key generated once into ``var/secret_key``. Production sets
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 from pathlib import Path
 
@@ -58,6 +60,7 @@ INSTALLED_APPS = [
     "tenancy",
     "inventory",
     "allocations",
+    "consoles",
     "reports",
 ]
 
@@ -246,6 +249,20 @@ PORTAL_PLACEMENT_VCPU_MILLI = env_int("PORTAL_PLACEMENT_VCPU_MILLI", 1000, minim
 # "ours" breaks its last ties in each process's own random order, so web workers deciding at once rarely
 # collide on one slot; 0 breaks them by host name (reproducible choices, as the tests use).
 PORTAL_PLACEMENT_SPREAD_TIES = env_bool("PORTAL_PLACEMENT_SPREAD_TIES", True)
+# Consoles (consoles/): single-use tickets live this long; a console without input this long is closed (the
+# person is warned PORTAL_CONSOLE_IDLE_WARNING_S before); a host's console relay is at Host.console_relay or
+# here; grants to relays are signed with PORTAL_CONSOLE_RELAY_KEY (default: derived from SECRET_KEY, so a
+# relay that runs with the deployment's settings agrees; set it where relays do not get SECRET_KEY).
+PORTAL_CONSOLE_TICKET_TTL_S = env_int("PORTAL_CONSOLE_TICKET_TTL_S", 30, minimum=5)
+PORTAL_CONSOLE_IDLE_MINUTES = env_int("PORTAL_CONSOLE_IDLE_MINUTES", 30, minimum=1)
+PORTAL_CONSOLE_IDLE_WARNING_S = env_int("PORTAL_CONSOLE_IDLE_WARNING_S", 60, minimum=5)
+PORTAL_CONSOLE_RELAY = env_str("PORTAL_CONSOLE_RELAY", "127.0.0.1:5800")
+PORTAL_CONSOLE_RELAY_KEY = env_str(
+    "PORTAL_CONSOLE_RELAY_KEY", hmac.new(SECRET_KEY.encode(), b"portal-console-relay", hashlib.sha256).hexdigest()
+)
+# A started guest is "running" once it says so (the lab guest's ready banner, the qemu guest agent on real
+# hosts) within this many seconds; otherwise its desktop fails with the reason.
+PORTAL_GUEST_READY_TIMEOUT_S = env_int("PORTAL_GUEST_READY_TIMEOUT_S", 120, minimum=5)
 # Prometheus scrapers send "Authorization: Bearer <this>"; empty: only signed-in operators may read /metrics.
 PORTAL_METRICS_TOKEN = env_str("PORTAL_METRICS_TOKEN", "")
 

@@ -45,11 +45,59 @@ prepare_host() {
     install -d -m 0700 /var/log/libvirt/qemu     # per-domain logs and the guests' serial logs
 }
 
+# The guest's init. A shell on the serial console (ttyS0, logged to <domain>-serial.log) and one on the
+# VGA console (tty1: what VNC and the portal's console show) whose prompt names the desktop: the lab
+# driver appends portal.desktop=<domain name> to the kernel command line. The ready banner goes to the
+# serial log once both shells are started (the portal waits for it before calling a desktop running).
+write_init() {
+    cat > "$1" <<INIT
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null || true
+insmod /lib/modules/evdev.ko; insmod /lib/modules/button.ko
+acpid -l /tmp/acpid.log
+name=lab-guest
+for arg in \$(cat /proc/cmdline); do
+    case "\$arg" in portal.desktop=*) name="\${arg#portal.desktop=}" ;; esac
+done
+hostname "\$name"
+export HOME=/root PS1="\$name # " TERM=linux
+cd /root
+vga_shell() {
+    while true; do
+        printf '\033c%s\n%s\n\n' "GPU portal lab guest: \$name" "(echo text > /dev/ttyS0 writes to its serial log)" >/dev/tty1
+        setsid -c sh -i </dev/tty1 >/dev/tty1 2>&1 || sleep 5
+    done
+}
+vga_shell &
+echo
+echo "$BANNER name=\$name uptime=\$(cut -d' ' -f1 /proc/uptime) kernel=\$(uname -r)"
+while true; do setsid sh -c 'exec sh </dev/ttyS0 >/dev/ttyS0 2>&1' || sleep 5; done
+INIT
+    chmod 755 "$1"
+}
+
+# A stamp of the recipe: a changed init (or payload recipe) is rebuilt by the next `start`.
+payload_stamp() {
+    { echo "payload-recipe-2 $BANNER"; declare -f write_init make_payload; } | sha256sum | cut -c1-16
+}
+
 build_payload() {
-    [ -s "$PAYLOAD/vmlinuz" ] && [ -s "$PAYLOAD/initrd.gz" ] && return 0
-    log "building the guest payload into $PAYLOAD"
+    local stamp; stamp=$(payload_stamp)
+    if [ -s "$PAYLOAD/vmlinuz" ] && [ -s "$PAYLOAD/initrd.gz" ] && [ "$(cat "$PAYLOAD/STAMP" 2>/dev/null)" = "$stamp" ]; then
+        return 0
+    fi
+    log "building the guest payload $stamp into $PAYLOAD"
+    make_payload
+    echo "$stamp" > "$PAYLOAD/STAMP"
+    chmod 644 "$PAYLOAD/STAMP"
+}
+
+make_payload() {
     local work; work=$(mktemp -d)
-    trap 'rm -rf "$work"' RETURN
+    trap 'rm -rf "$work"; trap - RETURN' RETURN
     mkdir -p "$PAYLOAD"
     (
         cd "$work"
@@ -70,24 +118,16 @@ build_payload() {
         mknod -m 600 "$r/dev/console" c 5 1
         mknod -m 666 "$r/dev/null" c 1 3
         mknod -m 660 "$r/dev/ttyS0" c 4 64
-        cat > "$r/init" <<INIT
-#!/bin/busybox sh
-/bin/busybox --install -s /bin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev 2>/dev/null || true
-insmod /lib/modules/evdev.ko; insmod /lib/modules/button.ko
-acpid -l /tmp/acpid.log
-echo
-echo "$BANNER uptime=\$(cut -d' ' -f1 /proc/uptime) kernel=\$(uname -r)"
-echo "$BANNER" > /dev/tty0 2>/dev/null || true
-while true; do setsid sh -c 'exec sh </dev/ttyS0 >/dev/ttyS0 2>&1' || sleep 5; done
-INIT
-        chmod 755 "$r/init"
-        ( cd "$r" && find . | "$work/bb/bin/busybox" cpio -o -H newc -R 0:0 2>/dev/null | gzip -9 ) > "$PAYLOAD/initrd.gz"
-        cp boot/vmlinuz-* "$PAYLOAD/vmlinuz"
+        mknod -m 620 "$r/dev/tty1" c 4 1
+        write_init "$r/init"
+        # Written beside, then renamed: guests booting meanwhile keep reading the files they opened.
+        ( cd "$r" && find . | "$work/bb/bin/busybox" cpio -o -H newc -R 0:0 2>/dev/null | gzip -9 ) > "$PAYLOAD/.initrd.gz.new"
+        cp boot/vmlinuz-* "$PAYLOAD/.vmlinuz.new"
+        chmod 644 "$PAYLOAD/.initrd.gz.new" "$PAYLOAD/.vmlinuz.new"
+        mv -f "$PAYLOAD/.vmlinuz.new" "$PAYLOAD/vmlinuz"
+        mv -f "$PAYLOAD/.initrd.gz.new" "$PAYLOAD/initrd.gz"
     )
-    chmod 755 "$PAYLOAD"; chmod 644 "$PAYLOAD/vmlinuz" "$PAYLOAD/initrd.gz"
+    chmod 755 "$PAYLOAD"
 }
 
 start_daemon() {

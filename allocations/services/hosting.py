@@ -65,7 +65,14 @@ def teardown_desktop(desktop: Desktop) -> None:
         driver.remove_mdev(str(desktop.mdev_uuid))
 
 
+def wait_until_ready(desktop: Desktop) -> None:
+    """Return once the desktop's started guest says it is up (the lab guest's serial banner, the
+    guest agent on real hosts); DriverError when it does not within PORTAL_GUEST_READY_TIMEOUT_S."""
+    driver_for(desktop.host).wait_guest_ready(desktop.domain_name, settings.PORTAL_GUEST_READY_TIMEOUT_S)
+
+
 def reboot_desktop(desktop: Desktop) -> DomainInfo:
+    """Power-cycle the domain (a fresh QEMU: its console and serial log start over)."""
     driver = driver_for(desktop.host)
     driver.destroy_domain(desktop.domain_name)
     return driver.start_domain(desktop.domain_name)

@@ -100,7 +100,35 @@ def transition(desktop_id: int, to: str, *, actor=None, reason: str = "", end_re
             if key in fields or (key == "end_reason" and end_reason):
                 after[key] = getattr(desktop, key)
         record_desktop_event(desktop, f"desktop.{to}", actor=actor, before=before, after=after)
+        if before["status"] == DesktopStatus.RUNNING:
+            # Its open consoles end with the reason shown in their page (consoles/consumers.py).
+            live.publish_on_commit(
+                [live.console_desktop_group(desktop.pk)],
+                "console.close",
+                {"code": 4000, "reason": console_close_reason(desktop)},
+            )
     return desktop
+
+
+def console_close_reason(desktop: Desktop) -> str:
+    """Why a desktop that ran stopped, in words for the person at its console."""
+    if desktop.status == DesktopStatus.FAILED or desktop.end_reason in (EndReason.FAILED, EndReason.HOST_LOST):
+        return f"The desktop failed: {desktop.status_reason or 'no reason given'}."
+    if desktop.end_reason == EndReason.EXPIRED:
+        return "The desktop expired."
+    return "The desktop was released."
+
+
+def note_progress(desktop_id: int, reason: str, *, status: str) -> bool:
+    """Say what a desktop in ``status`` is waiting for ("the guest is starting") without moving it.
+    A conditional update: a desktop that moved on meanwhile (released while it booted) is left alone.
+    Not audited (the status moves around it are); published so the pages show it. Returns whether
+    the note was written."""
+    with transaction.atomic():
+        if not Desktop.objects.filter(pk=desktop_id, status=status).update(status_reason=reason[:500]):
+            return False
+        publish_desktop(Desktop.objects.get(pk=desktop_id), "desktop.progress")
+    return True
 
 
 def teardown_end_status(desktop: Desktop) -> str:

@@ -447,3 +447,104 @@ def test_a_requested_desktop_is_requeued_once_per_cutoff(lab, tenant_member, a40
     assert tasks.sweep_stuck.apply().get()["requeued"] == 1
     assert tasks.sweep_stuck.apply().get()["requeued"] == 0
     assert sent == [[desktop.pk]]
+
+
+def _guest_wait(monkeypatch, effect):
+    """Replace the driver's guest-readiness wait with ``effect(name, timeout_s)``, recording the
+    desktop's status and reason the moment the task waits."""
+    from inventory.drivers.libvirt import LibvirtDriver
+
+    seen = []
+
+    def wait(driver, name, timeout_s):
+        desktop = Desktop.objects.get(domain_name=name)
+        seen.append((desktop.status, desktop.status_reason, timeout_s))
+        return effect(name, timeout_s)
+
+    monkeypatch.setattr(LibvirtDriver, "wait_guest_ready", wait)
+    return seen
+
+
+def test_a_started_desktop_says_its_guest_is_starting_until_the_guest_is_up(
+    lab, tenant_member, a40_template, run_tasks, monkeypatch, settings
+):
+    settings.PORTAL_GUEST_READY_TIMEOUT_S = 45
+    lab()
+    seen = _guest_wait(monkeypatch, lambda name, timeout_s: None)
+    with run_tasks():
+        desktop = ask(tenant_member, a40_template)
+    assert seen == [(DesktopStatus.PROVISIONING, "the guest is starting", 45)]
+    desktop.refresh_from_db()
+    assert desktop.status == DesktopStatus.RUNNING and desktop.status_reason == ""
+    assert verbs(desktop) == ["desktop.requested", "desktop.provisioning", "desktop.running"]  # notes are not audited
+
+
+def test_a_guest_not_up_in_time_fails_the_desktop_and_undoes_the_build(
+    lab, tenant_member, a40_template, run_tasks, monkeypatch
+):
+    host = lab()
+
+    def silent(name, timeout_s):
+        raise DriverError(
+            f"the guest of {name} did not come up within {timeout_s} s",
+            retryable=False,
+            detail="its qemu guest agent does not answer",
+        )
+
+    _guest_wait(monkeypatch, silent)
+    with run_tasks():
+        desktop = ask(tenant_member, a40_template)
+    desktop.refresh_from_db()
+    assert desktop.status == DesktopStatus.FAILED and not desktop.holds_capacity
+    assert desktop.status_reason == (
+        f"the guest of {desktop.domain_name} did not come up within 120 s: its qemu guest agent does not answer"
+    )
+    driver = driver_for(host)
+    assert driver.list_domains() == [] and driver.list_mdevs() == []
+    assert GPU.objects.filter(host=host, instances_used__gt=0).count() == 0
+
+
+def test_a_desktop_released_while_its_guest_boots_is_left_to_the_teardown(
+    lab, tenant_member, a40_template, run_tasks, monkeypatch
+):
+    host = lab()
+    desktop = ask(tenant_member, a40_template)
+
+    def released_meanwhile(name, timeout_s):
+        lifecycle.transition(desktop.pk, DesktopStatus.STOPPING, end_reason="released", reason="Released")
+        raise DriverError(f"{name} stopped before its guest was ready", retryable=False)
+
+    _guest_wait(monkeypatch, released_meanwhile)
+    assert tasks.provision.apply(args=[desktop.pk]).get() is None
+    assert Desktop.objects.get(pk=desktop.pk).status == DesktopStatus.STOPPING  # not turned into a failure
+    assert tasks.teardown.apply(args=[desktop.pk]).get() == DesktopStatus.RELEASED
+    assert driver_for(host).list_domains() == []
+
+
+def test_a_rebooted_desktop_says_its_guest_is_restarting_until_it_is_up(
+    lab, tenant_member, a40_template, run_tasks, monkeypatch
+):
+    lab()
+    with run_tasks():
+        desktop = ask(tenant_member, a40_template)
+    seen = _guest_wait(monkeypatch, lambda name, timeout_s: None)
+    assert tasks.reboot.apply(args=[desktop.pk]).get() == "rebooted"
+    assert seen == [(DesktopStatus.RUNNING, "the guest is restarting", 120)]
+    desktop.refresh_from_db()
+    assert desktop.status == DesktopStatus.RUNNING and desktop.status_reason == ""
+
+    def silent(name, timeout_s):
+        raise DriverError(f"the guest of {name} did not come up within {timeout_s} s", retryable=False)
+
+    _guest_wait(monkeypatch, silent)
+    assert tasks.reboot.apply(args=[desktop.pk]).get() == "not ready"
+    desktop.refresh_from_db()
+    assert desktop.status == DesktopStatus.RUNNING  # still holds its host; its owner may reboot or release it
+    assert desktop.status_reason == f"restarted, but the guest of {desktop.domain_name} did not come up within 120 s"
+
+
+def test_progress_notes_leave_a_desktop_that_moved_on_alone(lab, tenant_member, a40_template):
+    lab()
+    desktop = ask(tenant_member, a40_template)
+    assert not lifecycle.note_progress(desktop.pk, "the guest is starting", status=DesktopStatus.PROVISIONING)
+    assert Desktop.objects.get(pk=desktop.pk).status_reason == desktop.status_reason

@@ -21,6 +21,7 @@ from django.db import connection
 from allocations.choices import DesktopStatus
 from allocations.models import Desktop
 from allocations.tests.factories import make_template
+from inventory.drivers.libvirt import lab_serial_log
 from inventory.models import GPU, Host, VGPUProfile
 from inventory.services.connect import driver_for
 from inventory.services.lab import LabHostSpec, create_lab_host
@@ -149,6 +150,9 @@ def test_worker_provisions_and_releases_a_vm_lab_desktop_through_the_api(api, vm
             desktop = Desktop.objects.get(pk=desktop_id)
             info = driver_for(vm_host).domain_info(desktop.domain_name)
             assert info.state == "running" and info.vnc_port == desktop.vnc_port
+            # running only once the guest said so: its banner (naming it) is already in the serial log
+            banner = f"LAB-GUEST-READY name={desktop.domain_name}".encode()
+            assert banner in Path(lab_serial_log(desktop.domain_name)).read_bytes()
             assert client.post(f"/api/desktops/{desktop_id}/release/").status_code == 200
             assert wait_for(desktop_id, {"released", "failed"}) == "released"
             assert driver_for(vm_host).domain_info(desktop.domain_name) is None
@@ -192,3 +196,37 @@ def test_worker_killed_while_provisioning_loses_nothing(api, vm_host, member_and
     assert desktop.status in (DesktopStatus.RELEASED, DesktopStatus.FAILED) and not desktop.holds_capacity
     assert driver_for(vm_host).list_mdevs() == []
     assert GPU.objects.get(host=vm_host).instances_used == 0
+
+
+def wait_for_reason(desktop_id, reason, timeout=90.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        desktop = Desktop.objects.get(pk=desktop_id)
+        if desktop.status_reason == reason:
+            return desktop
+        time.sleep(0.05)
+    raise AssertionError(f"desktop {desktop_id} still says {desktop.status_reason!r} after {timeout} s")
+
+
+def test_a_rebooted_vm_lab_desktop_is_restarting_until_its_guest_is_up_again(
+    api, vm_host, member_and_template, tmp_path
+):
+    user, template = member_and_template
+    client = api.as_user(user)
+    worker = Worker(vm_host, tmp_path / "worker.log")
+    try:
+        desktop_id = client.post(
+            "/api/desktops/", {"template": template.pk, "duration_hours": 1}, format="json"
+        ).json()["id"]
+        assert wait_for(desktop_id, {"running", "failed"}) == "running", (tmp_path / "worker.log").read_text()
+        desktop = Desktop.objects.get(pk=desktop_id)
+        serial = Path(lab_serial_log(desktop.domain_name))
+        assert client.post(f"/api/desktops/{desktop_id}/reboot/").status_code == 200
+        wait_for_reason(desktop_id, "the guest is restarting")
+        desktop = wait_for_reason(desktop_id, "")  # up again: the new QEMU's log holds this boot's banner
+        assert desktop.status == DesktopStatus.RUNNING and b"LAB-GUEST-READY" in serial.read_bytes()
+        assert driver_for(vm_host).domain_info(desktop.domain_name).vnc_port == desktop.vnc_port
+        assert client.post(f"/api/desktops/{desktop_id}/release/").status_code == 200
+        assert wait_for(desktop_id, {"released", "failed"}) == "released"
+    finally:
+        worker.stop()

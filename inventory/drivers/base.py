@@ -1,4 +1,9 @@
-"""The driver seam: plain data types and the one error type every driver raises."""
+"""The driver seam: plain data types and the one error type every driver raises.
+
+A host driver (``inventory.drivers.libvirt.LibvirtDriver``) discovers GPUs, mdevs and domains, builds
+and removes them, and answers ``wait_guest_ready(name, timeout_s)``: it returns once the started
+guest says it is up and raises ``DriverError`` (not retryable, the reason in words) when it does not
+within the time limit."""
 
 from __future__ import annotations
 
@@ -117,3 +122,9 @@ class DomainSpec:
     vnc_listen: str = "127.0.0.1"
     serial_log: str = ""
     metadata: dict = field(default_factory=dict)
+    # The qemu guest agent's channel: how a real host learns that the guest is up (guest-ping).
+    # The lab's busybox guests have no agent; they print a banner on the serial log instead.
+    guest_agent: bool = True
+    # A vGPU as the display (mdev hostdev display='on' + ramfb='on', no emulated video): the console
+    # then shows the vGPU's output, boot screen included. Passthrough GPUs keep the emulated display.
+    vgpu_display: bool = True

@@ -19,6 +19,7 @@ from pathlib import Path
 import libvirt
 
 from inventory.drivers.base import Discovery, DomainInfo, DomainSpec, DriverError, GPUDevice, HostInfo, Mdev
+from inventory.drivers.guest import wait_for_agent, wait_for_banner
 from inventory.drivers.libvirt_xml import (
     build_domain_xml,
     mdev_nodedev_xml,
@@ -77,7 +78,9 @@ class LabConfig:
 
     def guest(self, spec: DomainSpec) -> DomainSpec:
         """What a VM-lab host actually boots for a desktop: a tiny TCG guest (1 vCPU, 256 MiB, no disk)
-        instead of the template's image. The portal still accounts the template's vCPUs and RAM."""
+        instead of the template's image. The portal still accounts the template's vCPUs and RAM.
+        The guest learns its name from ``portal.desktop=`` (its console prompt shows it) and says it
+        is up on the serial log, not through a guest agent."""
         payload = self.payload.resolve()  # qemu runs as libvirt-qemu: hand it the real path
         kernel, initrd = payload / "vmlinuz", payload / "initrd.gz"
         if not kernel.exists() or not initrd.exists():
@@ -92,10 +95,11 @@ class LabConfig:
             disk_image="",
             kernel=str(kernel),
             initrd=str(initrd),
-            cmdline="console=tty0 console=ttyS0 quiet panic=-1",
+            cmdline=f"console=tty0 console=ttyS0 quiet panic=-1 consoleblank=0 portal.desktop={spec.name}",
             vcpus=1,
             memory_mib=min(spec.memory_mib, 256),
-            serial_log=f"{LAB_SERIAL_DIR}/{spec.name}-serial.log",
+            serial_log=lab_serial_log(spec.name),
+            guest_agent=False,
         )
 
 
@@ -103,6 +107,12 @@ class LabConfig:
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
 
 LAB_SERIAL_DIR = "/var/log/libvirt/qemu"
+
+
+def lab_serial_log(name: str) -> str:
+    """Where a VM-lab guest's serial console is written (truncated by each start of its QEMU)."""
+    return f"{LAB_SERIAL_DIR}/{name}-serial.log"
+
 
 _connections: dict[str, libvirt.virConnect] = {}
 _connections_lock = threading.Lock()
@@ -360,8 +370,25 @@ class LibvirtDriver:
         if self.lab:
             self.lab.store.detach(name)
             if not self.uri.startswith("test:"):
-                Path(f"{LAB_SERIAL_DIR}/{name}-serial.log").unlink(missing_ok=True)
+                Path(lab_serial_log(name)).unlink(missing_ok=True)
 
     def domain_info(self, name: str) -> DomainInfo | None:
         domain = self._lookup(name)
         return self._domain_info(domain) if domain is not None else None
+
+    def wait_guest_ready(self, name: str, timeout_s: float) -> None:
+        """Return once the started guest is up: a VM-lab guest's ready banner on its serial log, a real
+        guest's qemu agent answering guest-ping; the test driver's pretend guests are up at once.
+        Raises DriverError (not retryable) when it stops or stays silent for ``timeout_s``."""
+        domain = self._domain(name)
+
+        def is_running() -> bool:
+            return bool(self._call("cannot read domain state", domain.isActive))
+
+        if self.uri.startswith("test:"):
+            if not is_running():
+                raise DriverError(f"{name} is not running", retryable=False)
+        elif self.lab:
+            wait_for_banner(Path(lab_serial_log(name)), name=name, timeout_s=timeout_s, is_running=is_running)
+        else:
+            wait_for_agent(domain, name=name, timeout_s=timeout_s)

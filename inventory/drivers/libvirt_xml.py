@@ -9,6 +9,7 @@ from inventory.drivers.base import DomainInfo, DomainSpec, GPUDevice, Mdev, Mdev
 
 NVIDIA_VENDOR = "0x10de"
 METADATA_NS = "https://gpu-portal.example.org/xmlns/desktop/1"
+GUEST_AGENT_CHANNEL = "org.qemu.guest_agent.0"
 _PCI = re.compile(r"^([0-9a-f]{4}):([0-9a-f]{2}):([0-9a-f]{2})\.([0-7])$")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -99,8 +100,9 @@ def mdev_nodedev_xml(parent_pci: str, type_id: str, uuid: str) -> str:
 
 
 def build_domain_xml(spec: DomainSpec) -> str:
-    """The domain for one desktop: vGPU as an mdev hostdev (or recorded in metadata where the
-    host has no VFIO), whole GPUs as PCI hostdevs, VNC on the host's loopback."""
+    """The domain for one desktop: vGPU as an mdev hostdev that is also its display (or recorded in
+    metadata where the host has no VFIO), whole GPUs as PCI hostdevs beside the emulated display,
+    the guest agent's channel, VNC on the host's loopback."""
     if not _SAFE_NAME.match(spec.name):
         raise ValueError(f"domain name {spec.name!r} must be 1-64 letters, digits, '_', '.', '-'")
     if bool(spec.disk_image) == bool(spec.kernel):
@@ -142,11 +144,14 @@ def build_domain_xml(spec: DomainSpec) -> str:
         ET.SubElement(disk, "driver", name="qemu", type="qcow2")
         ET.SubElement(disk, "source", file=spec.disk_image)
         ET.SubElement(disk, "target", dev="vda", bus="virtio")
-    if spec.attach_vgpu_as_hostdev:
-        for uuid in spec.mdev_uuids:
-            hostdev = ET.SubElement(devices, "hostdev", mode="subsystem", type="mdev", model="vfio-pci")
-            source = ET.SubElement(hostdev, "source")
-            ET.SubElement(source, "address", uuid=uuid)
+    vgpus = spec.mdev_uuids if spec.attach_vgpu_as_hostdev else ()
+    for uuid in vgpus:
+        # display='on': the vGPU's own output is the guest's screen (what VNC and the console show);
+        # ramfb='on': a boot framebuffer until the guest's NVIDIA driver takes over (libvirt >= 5.10).
+        display = {"display": "on", "ramfb": "on"} if spec.vgpu_display else {}
+        hostdev = ET.SubElement(devices, "hostdev", mode="subsystem", type="mdev", model="vfio-pci", **display)
+        source = ET.SubElement(hostdev, "source")
+        ET.SubElement(source, "address", uuid=uuid)
     for pci in spec.passthrough_pci:
         match = _PCI.match(pci)
         if not match:
@@ -159,7 +164,12 @@ def build_domain_xml(spec: DomainSpec) -> str:
         serial = ET.SubElement(devices, "serial", type="file")
         ET.SubElement(serial, "source", path=spec.serial_log)
         ET.SubElement(serial, "target", port="0")
+    if spec.guest_agent:  # libvirt picks the socket path; the driver pings the agent through it
+        channel = ET.SubElement(devices, "channel", type="unix")
+        ET.SubElement(channel, "target", type="virtio", name=GUEST_AGENT_CHANNEL)
     ET.SubElement(devices, "graphics", type="vnc", port="-1", autoport="yes", listen=spec.vnc_listen)
+    if vgpus and spec.vgpu_display:  # no emulated VGA beside the vGPU: VNC shows the vGPU's display
+        ET.SubElement(ET.SubElement(devices, "video"), "model", type="none")
     return ET.tostring(domain, encoding="unicode")
 
 

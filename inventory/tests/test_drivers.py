@@ -1,13 +1,15 @@
 """The libvirt driver against libvirt's own test driver: discovery, mdevs, domains, every error path."""
 
 import uuid
+import xml.etree.ElementTree as ET
+from dataclasses import replace
 
 import libvirt
 import pytest
 
 from inventory.drivers.base import DomainSpec, DriverError
-from inventory.drivers.libvirt import LibvirtDriver, translate
-from inventory.drivers.libvirt_xml import build_domain_xml, parse_domain_xml
+from inventory.drivers.libvirt import LabConfig, LibvirtDriver, translate
+from inventory.drivers.libvirt_xml import GUEST_AGENT_CHANNEL, build_domain_xml, parse_domain_xml
 from inventory.services.connect import driver_for
 
 pytestmark = pytest.mark.django_db
@@ -178,3 +180,69 @@ def test_translate_classifies_transport_errors_only_as_retryable():
     assert not translate(FakeError(libvirt.VIR_ERR_SYSTEM_ERROR, libvirt.VIR_FROM_QEMU), "x").retryable
     assert translate(FakeError(libvirt.VIR_ERR_OPERATION_TIMEOUT, libvirt.VIR_FROM_QEMU), "x").retryable
     assert not translate(FakeError(libvirt.VIR_ERR_XML_ERROR, libvirt.VIR_FROM_DOMAIN), "x").retryable
+
+
+VGPU = "c0ffee00-0000-4000-8000-000000000001"
+
+
+def test_a_vgpu_domain_shows_the_vgpus_display_with_a_boot_framebuffer(lab):
+    """The console shows the vGPU's output (display='on'), the boot screen through ramfb, and no
+    emulated VGA beside it that VNC would show instead."""
+    driver = driver_for(lab(sync=False))
+    domain = driver.conn.defineXML(build_domain_xml(spec(mdev_uuids=(VGPU,))))
+    stored = domain.XMLDesc(0)
+    domain.undefine()
+    hostdev = ET.fromstring(stored).find("devices/hostdev[@type='mdev']")
+    assert (hostdev.get("model"), hostdev.get("display"), hostdev.get("ramfb")) == ("vfio-pci", "on", "on")
+    assert [v.get("type") for v in ET.fromstring(stored).findall("devices/video/model")] == ["none"]
+    assert ET.fromstring(stored).find("devices/graphics[@type='vnc']").get("listen") == "127.0.0.1"
+
+
+def test_a_passthrough_domain_keeps_the_emulated_display_its_rescue_console():
+    root = ET.fromstring(build_domain_xml(spec(passthrough_pci=("0000:41:00.0",))))
+    hostdev = root.find("devices/hostdev[@type='pci']")
+    assert hostdev.get("display") is None and hostdev.get("ramfb") is None
+    assert root.find("devices/video") is None  # libvirt adds its default emulated VGA
+
+
+def test_the_vgpu_display_can_be_left_off():
+    root = ET.fromstring(build_domain_xml(spec(mdev_uuids=(VGPU,), vgpu_display=False)))
+    assert root.find("devices/hostdev[@type='mdev']").get("display") is None
+    assert root.find("devices/video") is None
+
+
+def test_real_domains_get_the_guest_agent_channel(lab):
+    driver = driver_for(lab(sync=False))
+    domain = driver.conn.defineXML(build_domain_xml(spec()))
+    stored = ET.fromstring(domain.XMLDesc(0))
+    domain.undefine()
+    (channel,) = stored.findall("devices/channel")
+    assert channel.get("type") == "unix"
+    target = channel.find("target")
+    assert (target.get("type"), target.get("name")) == ("virtio", GUEST_AGENT_CHANNEL)
+
+
+def test_a_vm_lab_guest_is_named_on_its_kernel_command_line_and_has_no_agent(tmp_path):
+    payload = tmp_path / "payload"
+    payload.mkdir()
+    (payload / "vmlinuz").write_bytes(b"k")
+    (payload / "initrd.gz").write_bytes(b"i")
+    guest = LabConfig(tmp_path / "lab.xml").guest(spec(name="desktop-12", mdev_uuids=(VGPU,)))
+    assert "portal.desktop=desktop-12" in guest.cmdline.split()
+    assert guest.serial_log.endswith("/desktop-12-serial.log") and not guest.guest_agent
+    root = ET.fromstring(build_domain_xml(replace(guest, attach_vgpu_as_hostdev=False)))
+    assert root.find("devices/channel") is None and root.find("devices/serial[@type='file']") is not None
+
+
+def test_test_driver_guests_are_ready_as_soon_as_they_run(lab):
+    driver = driver_for(lab(sync=False))
+    driver.define_domain(spec())
+    with pytest.raises(DriverError, match="desktop-1 is not running") as caught:
+        driver.wait_guest_ready("desktop-1", timeout_s=5)
+    assert not caught.value.retryable
+    driver.start_domain("desktop-1")
+    driver.wait_guest_ready("desktop-1", timeout_s=5)  # returns at once
+    with pytest.raises(DriverError, match="no domain named ghost"):
+        driver.wait_guest_ready("ghost", timeout_s=5)
+    driver.destroy_domain("desktop-1")
+    driver.undefine_domain("desktop-1")
