@@ -43,7 +43,7 @@ test: venv
 test-pg: venv
 	urls=$$(scripts/services.sh start) && eval "$$urls" && export DATABASE_URL REDIS_URL && $(MAKE) test
 
-# Re-fetch the browser libraries (uPlot, htmx) from npm per frontend/package-lock.json into static/vendor/.
+# Re-fetch the browser libraries (uPlot, htmx, noVNC) from npm per frontend/package-lock.json into static/vendor/.
 # The vendored copies are committed: the portal never loads anything from a CDN.
 vendor:
 	scripts/vendor.sh

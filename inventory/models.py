@@ -99,6 +99,11 @@ class Host(models.Model):
         help_text="Lab hosts only: the lab's node XML describing its GPUs; their vGPUs are kept by the lab's "
         "store. Empty on real hosts.",
     )
+    console_relay = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text="host:port of the console relay beside this host's worker; empty = PORTAL_CONSOLE_RELAY",
+    )
     libvirt_version = models.CharField(max_length=20, blank=True)
     last_sync_at = models.DateTimeField(null=True, blank=True)
     last_sync_error = models.CharField(max_length=500, blank=True)

@@ -15,6 +15,7 @@ from allocations.api.views import (
     QuotaViewSet,
     TenantViewSet,
 )
+from consoles.api import DesktopConsoleView
 from core import views
 from inventory.api.views import GPUViewSet, HostViewSet, VGPUProfileViewSet
 from reports import metrics
@@ -42,6 +43,7 @@ router.register("audit-events", AuditEventViewSet, basename="audit-event")
 router.register("export-jobs", ExportJobViewSet, basename="export-job")
 
 urlpatterns = [
+    path("", include("consoles.urls")),  # before allocations': its desktops/<pk>/<action>/ would take console/
     path("", include("allocations.urls")),
     path("", include("reports.urls")),
     path("inventory/", include("inventory.urls")),
@@ -54,6 +56,7 @@ urlpatterns = [
     path("api/exports/allocations/", AllocationExportView.as_view(), name="export-allocations"),
     path("api/audit-verifications/", VerificationView.as_view(), name="audit-verify"),
     path("api/usage/", UsageView.as_view(), name="api-usage"),
+    path("api/desktops/<int:pk>/console/", DesktopConsoleView.as_view(), name="api-desktop-console"),
     path("api/", include(router.urls)),
     path("api/me/", MeView.as_view(), name="me"),
     path("api/auth/token/", obtain_auth_token, name="api-token"),

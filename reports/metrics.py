@@ -1,7 +1,8 @@
 """GET /metrics: Prometheus text exposition for those who already run Grafana.
 
 GPU and vGPU utilization (latest sample per board/instance), desktops by status, placement
-failures by reason, and provisioning latency (request → running) over the last hour.
+failures by reason, provisioning latency (request → running) over the last hour, open consoles and
+the bytes they relayed.
 Scrapers authenticate with ``Authorization: Bearer $PORTAL_METRICS_TOKEN``; without a token
 configured, only signed-in platform admins and auditors may read it.
 """
@@ -12,12 +13,13 @@ import hmac
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Count, Max
+from django.db.models import Count, Max, Sum
 from django.http import HttpResponse
 from django.utils import timezone
 
 from allocations.choices import DesktopStatus
 from allocations.models import Desktop
+from consoles.models import ConsoleSession
 from inventory.models import PlacementFailure, SampleResolution, UtilizationSample
 from tenancy.roles import sees_everything
 
@@ -127,4 +129,19 @@ def metrics(request):
         out.append(_line(name, {"quantile": q}, value))
     out.append(_line(f"{name}_sum", {}, round(sum(durations), 3)))
     out.append(_line(f"{name}_count", {}, len(durations)))
+    out += _console_lines()
     return HttpResponse("\n".join(out) + "\n", content_type=CONTENT_TYPE)
+
+
+def _console_lines() -> list[str]:
+    """Open consoles (not closed, and alive within the last minute: a console's process writes its
+    ``last_seen`` every 10 s) and the bytes relayed by every console so far."""
+    alive = timezone.now() - timedelta(seconds=60)
+    open_now = ConsoleSession.objects.open().filter(last_seen__gte=alive).count()
+    totals = ConsoleSession.objects.aggregate(to_guest=Sum("bytes_to_guest"), from_guest=Sum("bytes_from_guest"))
+    out = ["# HELP portal_consoles_open Consoles open now.", "# TYPE portal_consoles_open gauge"]
+    out.append(_line("portal_consoles_open", {}, open_now))
+    name = "portal_console_bytes_total"
+    out += [f"# HELP {name} Bytes relayed between browsers and guests' screens.", f"# TYPE {name} counter"]
+    out += [_line(name, {"direction": d}, totals[d] or 0) for d in ("to_guest", "from_guest")]
+    return out

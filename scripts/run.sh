@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make run`: Redis, the lab (VM lab when libvirt + QEMU can run here, else the test-driver lab),
-# one Celery worker per host queue plus one for the default queue, beat, and the ASGI portal
+# one Celery worker per host queue plus one for the default queue, beat, the console relay, and the ASGI portal
 # in the foreground. Ctrl-C stops everything it started. Logs: var/log/.
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -41,6 +41,10 @@ for queue in $queues; do
     start "worker-$queue" $PY -m celery -A portal worker -Q "$queue" -c 1 -n "$queue@%h" -l INFO
 done
 start worker-default $PY -m celery -A portal worker -Q celery -c 1 -n "default@%h" -l INFO
+# The console relay beside the hosts' workers (its own process, reached over TCP as if remote; docs/deployment.md).
+lab_hosts=$(for queue in $queues; do printf '%s,' "${queue#host.}"; done)
+start console-relay $PY manage.py console_relay --listen "${PORTAL_CONSOLE_RELAY:-127.0.0.1:5800}" \
+    --uri qemu:///system --hosts "${lab_hosts%,}"
 start beat $PY -m celery -A portal beat -l INFO --schedule var/celerybeat-schedule
 
 echo

@@ -27,17 +27,29 @@ trap 'rm -rf "$MODULES"' EXIT
 log "npm ci in frontend/"
 (cd "$FRONTEND" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error >&2)
 
-# copy PACKAGE DEST FILE... : each FILE (relative to the package) into static/vendor/DEST/, plus its
-# LICENSE; DEST/VERSION records which version is vendored.
+# copy PACKAGE DEST PATH... : each PATH (relative to the package) into static/vendor/DEST/ under its base
+# name: a file as it is, a directory with everything under it (ES modules that import each other by
+# relative paths keep their layout); plus the package's licence as DEST/LICENSE (LICENSE or LICENSE.txt).
+# DEST/VERSION records which version is vendored.
 copy() {
     local package="$1" dest="$VENDOR/$2"
     shift 2
-    local src="$MODULES/$package"
+    local src="$MODULES/$package" path licence
     rm -rf "$dest"
     mkdir -p "$dest"
-    for file in "$@" LICENSE; do
-        [ -f "$src/$file" ] || { log "missing $package/$file"; exit 1; }
-        cp "$src/$file" "$dest/$(basename "$file")"
+    for path in "$@"; do
+        if [ -d "$src/$path" ]; then
+            cp -R "$src/$path" "$dest/$(basename "$path")"
+        elif [ -f "$src/$path" ]; then
+            cp "$src/$path" "$dest/$(basename "$path")"
+        else
+            log "missing $package/$path"
+            exit 1
+        fi
+    done
+    for licence in LICENSE LICENSE.txt ""; do
+        [ -n "$licence" ] || { log "no LICENSE in $package"; exit 1; }
+        [ -f "$src/$licence" ] && { cp "$src/$licence" "$dest/LICENSE"; break; }
     done
     node -p "require('$src/package.json').name + ' ' + require('$src/package.json').version" >"$dest/VERSION"
     log "$(cat "$dest/VERSION") -> static/vendor/$(basename "$dest")/"
@@ -45,3 +57,6 @@ copy() {
 
 copy uplot uplot dist/uPlot.iife.min.js dist/uPlot.min.css
 copy htmx.org htmx dist/htmx.min.js
+# noVNC's RFB client is ES modules: core/ imports ../vendor/pako/, so both keep their place under novnc/.
+# Its LICENSE.txt names the MPL 2.0 for core/ (docs/LICENSE.MPL-2.0) and AUTHORS; pako carries its own.
+copy @novnc/novnc novnc core vendor AUTHORS docs/LICENSE.MPL-2.0

@@ -1,6 +1,6 @@
 """Tests for the placement engine and the trace replay.
 
-Run: python -m pytest -q test_engine.py
+Run: .venv/bin/pytest -q allocations/tests/test_placement_engine.py
 """
 
 import json

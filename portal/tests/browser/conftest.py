@@ -12,8 +12,8 @@ Playwright's sync API keeps an asyncio loop running in this thread while the bro
 that goes through ``async_to_sync`` (``core.live.publish``, services that publish on commit)
 must run through ``in_thread``.
 
-Logs of the server and workers, screenshots, and the console of each page are kept under
-``test-artifacts/`` at the repository root.
+Logs of the server, the workers and the console relay, screenshots, and the console of each page are
+kept under ``test-artifacts/`` at the repository root.
 """
 
 from __future__ import annotations
@@ -53,6 +53,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 HERE = Path(__file__).resolve().parent
+#: The VM-lab hosts of the console tests: the console relay (a process of its own, started once per
+#: session) serves these names, so a test's host must be called one of them.
+CONSOLE_LAB_HOSTS = ("console-a40",)
 _CALL_REPORT = pytest.StashKey()
 
 
@@ -177,6 +180,7 @@ def server_env(browser_requirements, django_db_setup):
         DEBUG="0",
         PORTAL_HTTPS="0",
         PORTAL_DOMAIN_TYPE="qemu",  # lab guests are TCG
+        PORTAL_CONSOLE_RELAY=f"127.0.0.1:{_free_port()}",  # where ``console_relay`` listens, when a test starts it
         PYTHONUNBUFFERED="1",
     )
     return env
@@ -231,6 +235,39 @@ def asgi_server(server_env, static_root):
         yield base_url
     finally:
         server.stop()
+
+
+class ConsoleRelay:
+    """``manage.py console_relay`` as its own process, as it runs beside a real host's worker."""
+
+    def __init__(self, address: str, env: dict):
+        self.address, self.env, self.process = address, env, None
+        argv = [sys.executable, "manage.py", "console_relay", "--listen", address, "--uri", "qemu:///system"]
+        self.argv = [*argv, "--hosts", ",".join(CONSOLE_LAB_HOSTS)]
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.proc.poll() is None
+
+    def start(self) -> None:
+        self.process = Process(self.argv, env=self.env, log=ARTIFACTS / "relay.log")
+        self.process.wait_for_output("console relay listening", 30)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+
+@pytest.fixture(scope="session")
+def console_relay(server_env):
+    """The console relay on the server's PORTAL_CONSOLE_RELAY, serving ``CONSOLE_LAB_HOSTS`` through
+    qemu:///system, with the grant key derived from the server's SECRET_KEY (a ``ConsoleRelay``)."""
+    relay = ConsoleRelay(server_env["PORTAL_CONSOLE_RELAY"], server_env)
+    relay.start()
+    try:
+        yield relay
+    finally:
+        relay.stop()
 
 
 @pytest.fixture

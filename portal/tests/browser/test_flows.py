@@ -97,7 +97,7 @@ def test_a_desktop_requested_elsewhere_appears_on_the_home_page_as_the_server_re
     cells = row.locator("td").all_inner_texts()
     assert cells[0] == "From the API" and cells[2] == "A40-8Q", cells  # the GPU column: the row came from the server
     assert cells[3].endswith("left")
-    assert row.locator("a").get_attribute("href") == f"/desktops/{desktop.pk}/"
+    assert row.locator("td").first.locator("a").get_attribute("href") == f"/desktops/{desktop.pk}/"
     assert page.locator("#my-desktops tbody tr").count() == 1  # the empty row went, and the row came once
     assert page.evaluate("() => window.__noReload") is True, "the page was reloaded"
     screenshot(page, "home-desktop-inserted-live")
