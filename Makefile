@@ -7,7 +7,7 @@ PORT ?= 8000
 REDIS_URL ?= redis://127.0.0.1:6379/0
 export REDIS_URL
 
-.PHONY: run test test-pg venv migrate seed redis lint check clean vendor browser
+.PHONY: run stop test test-pg venv migrate seed redis lint check clean vendor browser
 
 venv:
 	@scripts/bootstrap.sh
@@ -29,6 +29,28 @@ redis:
 # beat, and the portal in the foreground (scripts/run.sh).
 run: seed redis
 	HOST=$(HOST) PORT=$(PORT) scripts/run.sh
+
+# Stop everything `make run` started, also from another terminal or after run.sh was killed: the portal,
+# its workers, beat and the console relay (var/run.pids), the Redis it started (the one whose data
+# dir is var/redis; another Redis is left alone), and the VM lab's libvirtd and virtlogd. Lab guests
+# still running are not destroyed: their QEMU processes outlive libvirtd, which takes them back at the
+# next `make run` (release their desktops in the portal first to end them); it says how many.
+stop:
+	@if [ -s var/run.pids ]; then \
+	    for pid in $$(cat var/run.pids); do kill -TERM -- -$$pid 2>/dev/null || kill -TERM $$pid 2>/dev/null || true; done; \
+	    for _ in $$(seq 100); do alive=0; for pid in $$(cat var/run.pids); do kill -0 $$pid 2>/dev/null && alive=1; done; \
+	        [ $$alive = 0 ] && break; sleep 0.2; done; \
+	    for pid in $$(cat var/run.pids); do kill -KILL -- -$$pid 2>/dev/null || kill -KILL $$pid 2>/dev/null || true; done; \
+	    rm -f var/run.pids; echo "Portal, workers, beat and console relay stopped"; \
+	else echo "Portal: not running (no var/run.pids)"; fi
+	@if [ "$$(redis-cli -u $(REDIS_URL) config get dir 2>/dev/null | sed -n 2p)" = "$(CURDIR)/var/redis" ]; then \
+	    redis-cli -u $(REDIS_URL) shutdown >/dev/null 2>&1; echo "Redis stopped ($(REDIS_URL))"; \
+	else echo "Redis: none started by make run answers at $(REDIS_URL)"; fi
+	@if scripts/vmlab.sh status 2>/dev/null | grep -q "libvirtd running"; then \
+	    guests=$$($(PY) -c 'import libvirt; libvirt.registerErrorHandler(lambda *a: None, None); print(len(libvirt.open("qemu:///system").listDomainsID()))' 2>/dev/null || echo "?"); \
+	    [ "$$guests" = 0 ] || echo "VM lab: $$guests guest(s) still running; libvirtd takes them back at the next make run"; \
+	fi
+	@scripts/vmlab.sh stop && echo "VM lab daemons (libvirtd, virtlogd) stopped"
 
 # Fast tier on SQLite unless DATABASE_URL points elsewhere (CI sets PostgreSQL).
 test: venv

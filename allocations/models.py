@@ -9,6 +9,7 @@ from django.db import models
 
 from allocations.choices import HOLDING_STATUSES, DesktopStatus, EndReason, QuotaRequestStatus
 from allocations.querysets import DesktopQuerySet, DesktopTemplateQuerySet, QuotaRequestQuerySet
+from core.limits import MAX_DESKTOP_HOURS, MAX_DESKTOPS, MAX_FRAMEBUFFER_MIB, MAX_MEMORY_MIB, MAX_VCPUS
 from inventory.choices import ProfileSeries
 from inventory.models import GPU, Host, VGPUProfile
 from tenancy.models import Tenant
@@ -18,12 +19,20 @@ class Quota(models.Model):
     """What one tenant may hold at once. Per-profile limits live in ProfileQuota."""
 
     tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, related_name="quota")
-    max_desktops = models.PositiveIntegerField(default=2, help_text="Concurrent desktops, counting those in flight.")
+    max_desktops = models.PositiveIntegerField(
+        default=2,
+        validators=[MaxValueValidator(MAX_DESKTOPS)],
+        help_text="Concurrent desktops, counting those in flight.",
+    )
     max_framebuffer_mib = models.PositiveBigIntegerField(
-        default=16384, help_text="Total vGPU framebuffer across the tenant's desktops (whole GPUs count in full)."
+        default=16384,
+        validators=[MaxValueValidator(MAX_FRAMEBUFFER_MIB)],
+        help_text="Total vGPU framebuffer across the tenant's desktops (whole GPUs count in full).",
     )
     max_desktop_hours = models.PositiveIntegerField(
-        default=8, validators=[MinValueValidator(1), MaxValueValidator(24 * 90)], help_text="Longest single desktop."
+        default=8,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_DESKTOP_HOURS)],
+        help_text="Longest single desktop.",
     )
     # What the tenant holds now (desktops in flight included): raised by the request service under this row's
     # lock, lowered when a desktop gives its capacity back (``lifecycle.free_capacity``), in the same
@@ -55,7 +64,7 @@ class ProfileQuota(models.Model):
 
     quota = models.ForeignKey(Quota, on_delete=models.CASCADE, related_name="profile_limits")
     profile = models.ForeignKey(VGPUProfile, on_delete=models.PROTECT, related_name="+")
-    max_instances = models.PositiveIntegerField()
+    max_instances = models.PositiveIntegerField(validators=[MaxValueValidator(MAX_DESKTOPS)])
 
     class Meta:
         ordering = ["profile__name"]
@@ -108,8 +117,8 @@ class DesktopTemplate(models.Model):
         validators=[MinValueValidator(0), MaxValueValidator(16)],
         help_text="Whole GPUs (passthrough); 0 for a desktop without a GPU.",
     )
-    vcpus = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(256)])
-    memory_mib = models.PositiveIntegerField(validators=[MinValueValidator(256)])
+    vcpus = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(MAX_VCPUS)])
+    memory_mib = models.PositiveIntegerField(validators=[MinValueValidator(256), MaxValueValidator(MAX_MEMORY_MIB)])
     disk_image = models.CharField(max_length=255, help_text="Base image path or volume name on the host.")
     allowed_tenants = models.ManyToManyField(Tenant, blank=True, related_name="templates")
     is_active = models.BooleanField(default=True)
@@ -244,10 +253,14 @@ class QuotaRequest(models.Model):
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="quota_requests")
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
-    max_desktops = models.PositiveIntegerField(null=True, blank=True)
-    max_framebuffer_mib = models.PositiveBigIntegerField(null=True, blank=True)
+    max_desktops = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(MAX_DESKTOPS)]
+    )
+    max_framebuffer_mib = models.PositiveBigIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(MAX_FRAMEBUFFER_MIB)]
+    )
     max_desktop_hours = models.PositiveIntegerField(
-        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(24 * 90)]
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(MAX_DESKTOP_HOURS)]
     )
     reason = models.TextField()
     status = models.CharField(max_length=20, choices=QuotaRequestStatus.choices, default=QuotaRequestStatus.PENDING)

@@ -24,6 +24,7 @@ TIME_LIMIT = settings.PORTAL_PROVISION_TIMEOUT_S
 REBOOT_TIME_LIMIT = settings.PORTAL_GUEST_READY_TIMEOUT_S + 60
 GUEST_STARTING = "the guest is starting"
 GUEST_RESTARTING = "the guest is restarting"
+BUILD_FAILED = "The desktop could not be started on its host."  # libvirt's words go to the audit, for admins
 
 
 def _backoff(retries: int) -> int:
@@ -40,14 +41,18 @@ def _still(desktop: Desktop, status: str) -> bool:
     return Desktop.objects.filter(pk=desktop.pk, status=status).exists()
 
 
-def _fail(desktop: Desktop, reason: str) -> None:
-    """Undo what may exist on the host (best effort), then FAILED with the claim freed."""
+def _fail(desktop: Desktop, reason: str, detail: str = "") -> None:
+    """Undo what may exist on the host (best effort), then FAILED with the claim freed. ``reason`` is in
+    words for the owner; ``detail`` (libvirt's own text) goes to the audit event, for admins."""
     try:
         hosting.teardown_desktop(desktop)
     except DriverError as exc:
-        reason = f"{reason}; clean-up also failed ({exc}), the reconciler will retry it"
+        reason = f"{reason.rstrip('.')}; cleaning up also failed (the reconciler will retry it)."
+        detail = f"{detail}; clean-up: {exc}" if detail else f"clean-up: {exc}"
     try:
-        lifecycle.transition(desktop.pk, DesktopStatus.FAILED, reason=reason, end_reason=EndReason.FAILED)
+        lifecycle.transition(
+            desktop.pk, DesktopStatus.FAILED, reason=reason, end_reason=EndReason.FAILED, detail=detail
+        )
     except InvalidTransition:
         pass  # already final
 
@@ -77,7 +82,10 @@ def provision(self, desktop_id: int) -> str | None:
             raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
         if not _still(desktop, DesktopStatus.PROVISIONING):
             return None  # released while it was built or booted: the queued teardown removes it
-        _fail(desktop, str(exc) if booting else f"could not be built on {desktop.host.name}: {exc}")
+        if booting:  # the guest did not come up: the driver says why in words
+            _fail(desktop, str(exc), exc.detail)
+        else:
+            _fail(desktop, BUILD_FAILED, f"could not be built on {desktop.host.name}: {exc}")
         return "failed"
     now = timezone.now()
     try:
@@ -123,8 +131,10 @@ def teardown(self, desktop_id: int) -> str | None:
 )
 def reboot(self, desktop_id: int) -> str | None:
     """Power-cycle a running desktop. It stays running (its capacity and console rights do not change)
-    and says "the guest is restarting" until the guest is up again; a guest that does not come back
-    in time is said so, and left to its owner to reboot again or release."""
+    and says "the guest is restarting" (the pages show "Rebooting…") until the guest is up again, then
+    ``desktop.rebooted``; a reboot that fails, or a guest that does not come back in time, is audited
+    (``desktop.reboot_failed``) and the desktop's reason says why, left to its owner to reboot again or
+    release."""
     desktop = _load(desktop_id)
     if desktop is None or desktop.status != DesktopStatus.RUNNING:
         return None
@@ -135,19 +145,19 @@ def reboot(self, desktop_id: int) -> str | None:
         if exc.retryable and self.request.retries < self.max_retries:
             raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
         log.warning("desktop %s: reboot failed: %s", desktop_id, exc)
-        lifecycle.note_progress(desktop.pk, f"the reboot failed: {exc}", status=DesktopStatus.RUNNING)
+        lifecycle.finish_reboot(desktop.pk, failure=f"the host could not restart it ({exc})")
         return "failed"
     Desktop.objects.filter(pk=desktop.pk).update(vnc_port=info.vnc_port)
     try:
         hosting.wait_until_ready(desktop)
     except SoftTimeLimitExceeded:
-        reason = f"restarted, but the reboot took longer than {REBOOT_TIME_LIMIT} s"
-        lifecycle.note_progress(desktop.pk, reason, status=DesktopStatus.RUNNING)
+        failure = f"it restarted, but its guest was not up within {REBOOT_TIME_LIMIT} s"
+        lifecycle.finish_reboot(desktop.pk, failure=failure)
         return "not ready"
     except DriverError as exc:
-        lifecycle.note_progress(desktop.pk, f"restarted, but {exc}", status=DesktopStatus.RUNNING)
+        lifecycle.finish_reboot(desktop.pk, failure=f"it restarted, but {exc}")
         return "not ready"
-    lifecycle.note_progress(desktop.pk, "", status=DesktopStatus.RUNNING)
+    lifecycle.finish_reboot(desktop.pk)
     return "rebooted"
 
 
@@ -165,14 +175,15 @@ def sweep_stuck() -> dict:
 
 @shared_task(bind=True, acks_late=True, soft_time_limit=120, time_limit=150)
 def reconcile_host_by_id(self, host_id: int) -> dict | None:
+    """Reconcile one host (on its own queue). Problems are collected into the report and kept on the
+    host row for its page, never raised; the log repeats them for whoever reads the worker's."""
     host = Host.objects.filter(pk=host_id).first()
     if host is None:
         return None
-    try:
-        return reconcile_host(host).as_dict()
-    except DriverError as exc:
-        log.warning("reconcile %s: %s", host.name, exc)
-        return None
+    report = reconcile_host(host)
+    for problem in report.problems:
+        log.warning("reconcile %s: %s: %s", host.name, problem["what"], problem["detail"])
+    return report.as_dict()
 
 
 @shared_task

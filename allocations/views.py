@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
 from django.db.models import Count
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
@@ -85,11 +86,22 @@ def home(request):
 
 
 def _member_tenant(request) -> Tenant:
+    """The tenant a member's page acts for: the one named (``tenant``), which must be one of theirs (another
+    tenant's id is "not found", never quietly replaced by their own), or their first by name."""
     tenant_ids = roles_of(request.user).tenant_ids
-    wanted = request.GET.get("tenant") or request.POST.get("tenant")
-    if wanted and wanted.isdigit() and int(wanted) in tenant_ids:
+    wanted = request.POST.get("tenant") or request.GET.get("tenant")
+    if wanted:
+        if not wanted.isdigit() or int(wanted) not in tenant_ids:
+            raise Http404("No such tenant among yours.")
         return Tenant.objects.select_related("quota").get(pk=int(wanted))
     return Tenant.objects.select_related("quota").filter(pk__in=tenant_ids).order_by("name").first()
+
+
+def _in_words(exc: ValidationError) -> str:
+    """A model's full_clean refusal as one message for the page (it is never a 500)."""
+    if hasattr(exc, "error_dict"):
+        return "; ".join(f"{field}: {' '.join(errors)}" for field, errors in exc.message_dict.items())
+    return " ".join(exc.messages)
 
 
 @role_required(MEMBERS)
@@ -161,6 +173,16 @@ def desktop_detail(request, pk):
     )
 
 
+@login_required
+def tenant_usage_part(request, pk):
+    """Fragment (htmx): the home page's quota card of one of the person's tenants, as the home page
+    renders it; live.js fetches it again when one of that tenant's desktops it is told of changes."""
+    if pk not in roles_of(request.user).tenant_ids:
+        raise Http404("No such tenant")
+    tenant = get_object_or_404(Tenant.objects.select_related("quota"), pk=pk)
+    return render(request, "allocations/_tenant_usage.html", {"row": {"tenant": tenant, "usage": _usage_rows(tenant)}})
+
+
 @role_required(EVERYONE)
 def desktop_part(request, pk, part):
     """Fragment (htmx): one of ``DESKTOP_PARTS`` of a desktop the user may see, as its page renders it."""
@@ -205,6 +227,8 @@ def quota_request_new(request):
             quotas.request_quota_increase(actor=request.user, tenant=tenant, changes=data, reason=data.pop("reason"))
         except PortalError as exc:
             messages.error(request, exc.message)
+        except ValidationError as exc:
+            messages.error(request, _in_words(exc))
         else:
             messages.success(request, "Your request was sent to the platform admins.")
             return redirect("home")
@@ -234,8 +258,9 @@ def quota_request_queue(request):
 @role_required(ADMINS)
 def quota_request_decide(request, pk, decision):
     quota_request = get_object_or_404(QuotaRequest, pk=pk)
-    form = DecisionForm(request.POST)
-    reason = form.data.get("reason", "")
+    # One rule for the note, the service's (at most MAX_REASON_CHARS, refused in words as for the API):
+    # the page's DecisionForm only mirrors it in the browser.
+    reason = request.POST.get("reason", "")
     try:
         if decision == "approve":
             quotas.approve_quota_request(quota_request.pk, actor=request.user, reason=reason)
@@ -247,6 +272,8 @@ def quota_request_decide(request, pk, decision):
             raise Http404("No such decision")
     except PortalError as exc:
         messages.error(request, exc.message)
+    except ValidationError as exc:
+        messages.error(request, _in_words(exc))
     return redirect("quota-requests")
 
 

@@ -73,11 +73,12 @@ def _rows(body: bytes, fmt: str):
         yield from json.loads(body.decode() + '"manifest": null}')["rows"]
 
 
-def check_file(data: bytes, fmt: str) -> FileCheck:
+def check_file(data: bytes, fmt: str, manifest: dict | None = None) -> FileCheck:
     """Offline: the body matches the manifest's digest and count, every event matches its own hash, and
-    consecutive positions link up; the first and last hashes match the manifest."""
+    consecutive positions link up; the first and last hashes match the manifest. A CSV's manifest is the
+    one beside it (``manifest``); JSON and NDJSON carry theirs."""
     result = FileCheck()
-    body, manifest = split_manifest(data, fmt)
+    body, manifest = split_manifest(data, fmt, manifest)
     if hashlib.sha256(body).hexdigest() != manifest["body_sha256"]:
         result.problems.append("the file's body does not match the manifest's SHA-256 (it was changed)")
     previous = None

@@ -1,9 +1,13 @@
 """Streaming exports (CSV, JSON, NDJSON) with constant memory and a manifest for offline checks.
 
-Rows come from an iterator; bytes go out as they are produced. The last part of every
-export is its manifest: what was asked (filter), how many rows, the first and last
-chain hash (for audit events), and the SHA-256 of everything before the manifest, so a
-file can be checked without the database (``manage.py verify_export``).
+Rows come from an iterator; bytes go out as they are produced. Every export has a manifest:
+what was asked (filter), how many rows, the first and last chain hash (for audit events),
+and the SHA-256 of the body, so a file can be checked without the database
+(``manage.py verify_export``). A CSV is pure data (a header, then rows of the same columns):
+its manifest travels beside it, as ``<file>.manifest.json`` (``manifest_bytes``), its
+body_sha256 covering the whole file. JSON and NDJSON also carry it inside, at their end
+(a ``manifest`` key after ``rows``; a last ``{"manifest": …}`` line), their digest covering
+everything before it.
 
 Spreadsheet formula injection: in CSV, a cell that starts with ``=``, ``+``, ``-``, ``@``,
 a tab or a carriage return, or with ``'`` itself, gets a leading ``'``; readers remove
@@ -21,7 +25,10 @@ from datetime import datetime
 
 FORMATS = {"csv": "text/csv", "json": "application/json", "ndjson": "application/x-ndjson"}
 _DANGEROUS = ("=", "+", "-", "@", "\t", "\r", "'")
-MANIFEST_PREFIX = "#manifest,"
+#: How exports before the manifest moved beside the CSV ended: still read, never written.
+LEGACY_MANIFEST_PREFIX = "#manifest,"
+#: The manifest's file beside an export: ``events.csv`` → ``events.csv.manifest.json``.
+MANIFEST_SUFFIX = ".manifest.json"
 
 
 def neutralise(value: str) -> str:
@@ -129,17 +136,25 @@ class Export:
                 yield self._out(buffer.getvalue())
                 buffer.seek(0)
                 buffer.truncate()
-        yield self._out(buffer.getvalue())
-        yield (MANIFEST_PREFIX + json.dumps(self.manifest()) + "\n").encode()
+        yield self._out(buffer.getvalue())  # nothing follows: the manifest goes beside the CSV
 
 
-def split_manifest(data: bytes, fmt: str) -> tuple[bytes, dict]:
-    """An export file → (the body the manifest's body_sha256 covers, the manifest)."""
+def manifest_bytes(manifest: dict) -> bytes:
+    """A manifest as its sidecar file (``<file>.manifest.json``) holds it."""
+    return (json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
+def split_manifest(data: bytes, fmt: str, manifest: dict | None = None) -> tuple[bytes, dict]:
+    """An export file → (the body the manifest's body_sha256 covers, the manifest). A CSV's manifest is
+    the sidecar's, passed as ``manifest`` (a CSV written before the move that still ends with a
+    ``#manifest,`` line is read as it was); JSON and NDJSON carry theirs."""
     if fmt == "csv":
+        if manifest is not None:
+            return data, manifest
         body, _, last = data.rstrip(b"\n").rpartition(b"\n")
-        if not last.startswith(MANIFEST_PREFIX.encode()):
-            raise ValueError("no manifest line at the end of the CSV")
-        return body + b"\n", json.loads(last[len(MANIFEST_PREFIX) :])
+        if not last.startswith(LEGACY_MANIFEST_PREFIX.encode()):
+            raise ValueError(f"a CSV export is pure data: give its manifest (the {MANIFEST_SUFFIX} file beside it)")
+        return body + b"\n", json.loads(last[len(LEGACY_MANIFEST_PREFIX) :])
     if fmt == "ndjson":
         body, _, last = data.rstrip(b"\n").rpartition(b"\n")
         return (body + b"\n" if body else b""), json.loads(last)["manifest"]

@@ -104,9 +104,24 @@ class Host(models.Model):
         blank=True,
         help_text="host:port of the console relay beside this host's worker; empty = PORTAL_CONSOLE_RELAY",
     )
+    passthrough_capable = models.BooleanField(
+        default=True,
+        help_text="Whether libvirt can hand this host's PCI devices to guests (VFIO, IOMMU on), as its last sync "
+        "found. If not, its GPUs serve vGPUs only: no desktop gets a whole GPU here.",
+    )
+    passthrough_note = models.CharField(
+        max_length=500, blank=True, help_text="Why (or why not), in libvirt's words, for admins."
+    )
     libvirt_version = models.CharField(max_length=20, blank=True)
     last_sync_at = models.DateTimeField(null=True, blank=True)
     last_sync_error = models.CharField(max_length=500, blank=True)
+    last_reconciled_at = models.DateTimeField(null=True, blank=True, editable=False)
+    reconcile_problems = models.JSONField(
+        default=list,
+        blank=True,
+        editable=False,
+        help_text='What the last reconcile could not fix or left alone: [{"what": ..., "detail": ...}].',
+    )
     notes = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

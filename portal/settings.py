@@ -71,6 +71,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "core.timezones.TimezoneMiddleware",  # the person's zone (the tz cookie) for what the request renders
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "audit.middleware.RequestContextMiddleware",
@@ -259,6 +260,13 @@ PORTAL_CONSOLE_IDLE_WARNING_S = env_int("PORTAL_CONSOLE_IDLE_WARNING_S", 60, min
 PORTAL_CONSOLE_RELAY = env_str("PORTAL_CONSOLE_RELAY", "127.0.0.1:5800")
 PORTAL_CONSOLE_RELAY_KEY = env_str(
     "PORTAL_CONSOLE_RELAY_KEY", hmac.new(SECRET_KEY.encode(), b"portal-console-relay", hashlib.sha256).hexdigest()
+)
+# Ownership of host state: every domain the portal defines names this deployment, its host and its desktop in
+# its metadata, and a host's reconciler touches only what names its own deployment and host. Default: derived
+# from SECRET_KEY (every process of one deployment agrees; two deployments with different keys differ). Set it
+# explicitly when deployments might share a key, or to keep it across a SECRET_KEY rotation.
+PORTAL_DEPLOYMENT_ID = env_str(
+    "PORTAL_DEPLOYMENT_ID", hmac.new(SECRET_KEY.encode(), b"portal-deployment", hashlib.sha256).hexdigest()[:16]
 )
 # A started guest is "running" once it says so (the lab guest's ready banner, the qemu guest agent on real
 # hosts) within this many seconds; otherwise its desktop fails with the reason.

@@ -1,6 +1,9 @@
 """Each app's UI urls, the /api/ router, the schema and its docs page."""
 
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.shortcuts import redirect
+from django.templatetags.static import static
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
@@ -48,7 +51,11 @@ urlpatterns = [
     path("", include("reports.urls")),
     path("inventory/", include("inventory.urls")),
     path("audit/", include(audit_patterns)),
-    path("accounts/", include("django.contrib.auth.urls")),
+    # Sign-in and sign-out only: no password reset until mail is configured (README: an admin resets
+    # local passwords with ``manage.py changepassword``).
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("favicon.ico", lambda request: redirect(static("favicon.svg")), name="favicon"),
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", metrics.metrics, name="metrics"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.http import FileResponse, HttpResponse, StreamingHttpResponse
-from django.utils import timezone
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, viewsets
@@ -13,6 +13,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from audit.exports import MANIFEST_SUFFIX
 from audit.models import AuditEvent
 from core.errors import Conflict, NotFound, PortalError
 from reports import exports
@@ -35,15 +36,22 @@ class FormatParamIsOurs(BaseContentNegotiation):
         return renderers[0], renderers[0].media_type
 
 
-def streaming(export, filename: str) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(iter(export), content_type=export.content_type)
+def streaming(chunks, content_type: str, filename: str) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(chunks, content_type=content_type)
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
 
 
+def manifest_url(job: ExportJob) -> str:
+    return reverse("export-job-download", args=[job.pk]) + "?part=manifest"
+
+
 class ExportView(APIView):
     """Stream an export now: ``format`` = csv | json | ndjson, plus the list's filters. The manifest
-    (filter, row count, first/last hash, body SHA-256) closes the file."""
+    (filter, row count, first/last hash, body SHA-256) is kept beside it once the last byte has gone:
+    the ``X-Export-Manifest`` header (and ``Link: <…>; rel="describedby"``) says where
+    (``/api/export-jobs/<id>/download/?part=manifest``), and "My exports" lists it. A CSV is pure data;
+    JSON and NDJSON also close with their manifest."""
 
     permission_classes = [RolePermission]
     read_roles, write_roles = EVERYONE, NOBODY
@@ -57,10 +65,15 @@ class ExportView(APIView):
     )
     def get(self, request):
         fmt = request.query_params.get("format", "csv")
-        export = exports.build_export(request.user, self.kind, fmt, dict(request.query_params.items()))
-        exports.record_export(request.user, self.kind, fmt, dict(request.query_params.items()))
-        stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
-        return streaming(export, f"{self.kind}-{stamp}.{fmt}")
+        params = dict(request.query_params.items())
+        export = exports.build_export(request.user, self.kind, fmt, params)
+        exports.record_export(request.user, self.kind, fmt, params)
+        job = exports.record_streamed(request.user, self.kind, fmt, params)
+        # named as its job, so the manifest saved beside it is <file>.manifest.json, as verify_export looks
+        response = streaming(exports.stream_recording_manifest(export, job), export.content_type, job.filename)
+        response["X-Export-Manifest"] = manifest_url(job)
+        response["Link"] = f'<{manifest_url(job)}>; rel="describedby"'
+        return response
 
 
 class AuditEventExportView(ExportView):
@@ -94,12 +107,29 @@ class ExportJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         )
         return Response(ExportJobSerializer(ExportJob.objects.get(pk=job.pk)).data, status=202)
 
-    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+    @extend_schema(
+        parameters=[OpenApiParameter("part", str, enum=["file", "manifest"])],
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+    )
     @action(detail=True, methods=["get"])
     def download(self, request, pk=None):
+        """The export's file, or with ``?part=manifest`` its manifest (``<file>.manifest.json``): what
+        ``manage.py verify_export`` checks the file against offline."""
         job = self.get_object()
+        part = request.query_params.get("part", "file")
+        if part not in ("file", "manifest"):
+            raise PortalError("part is file or manifest.")
         if job.status != ExportJob.Status.DONE:
             raise Conflict(f"This export is {job.status}; download it once it is done.")
+        if part == "manifest":
+            response = HttpResponse(exports.manifest_of(job), content_type="application/json")
+            response["Content-Disposition"] = f'attachment; filename="{job.filename}{MANIFEST_SUFFIX}"'
+            return response
+        if not job.path:
+            raise NotFound(
+                "This export was streamed when it was asked for and its file is not kept on the server; "
+                "its manifest is (?part=manifest)."
+            )
         try:
             handle = open(job.path, "rb")
         except FileNotFoundError:

@@ -2,6 +2,11 @@
 
 Who may export what: auditors and platform admins export everything; an end user exports
 the history of their own desktops only. Every export is itself an audit event.
+
+Every export's manifest is kept beside it, so a CSV stays pure data: a background job writes
+``<file>.manifest.json`` next to its file; a streamed download is recorded as a job too (no file
+kept, ``path`` empty) whose manifest is stored once its last byte has gone out. Either way
+``/api/export-jobs/<id>/download/?part=manifest`` hands it out.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from allocations.models import Desktop
 from allocations.services.access import desktop_fields_hidden_from
 from audit import services as audit
 from audit.event_export import export_events
-from audit.exports import FORMATS, Export
+from audit.exports import FORMATS, MANIFEST_SUFFIX, Export, manifest_bytes
 from audit.models import AuditEvent
 from core.errors import Forbidden, PortalError
 from core.queue import enqueue_on_commit
@@ -143,7 +148,8 @@ def run_export_job(job_id: int) -> ExportJob:
         with open(partial, "wb") as handle:
             for chunk in export:
                 handle.write(chunk)
-        os.replace(partial, path)  # a download never sees half a file
+        Path(str(path) + MANIFEST_SUFFIX).write_bytes(manifest_bytes(export.manifest()))
+        os.replace(partial, path)  # a download never sees half a file (its manifest is there first)
     except Exception as exc:  # noqa: BLE001 - the job records why it failed, for the person who asked
         ExportJob.objects.filter(pk=job.pk).update(
             status=ExportJob.Status.FAILED, error=str(exc)[:500], finished_at=timezone.now()
@@ -157,6 +163,48 @@ def run_export_job(job_id: int) -> ExportJob:
         finished_at=timezone.now(),
     )
     return ExportJob.objects.get(pk=job.pk)
+
+
+def record_streamed(user, kind: str, fmt: str, params: dict) -> ExportJob:
+    """The job that keeps a streamed download's manifest (no file: ``path`` stays empty)."""
+    return ExportJob.objects.create(
+        requested_by_id=user.pk,
+        requested_by_username=user.get_username(),
+        kind=kind,
+        fmt=fmt,
+        filters=_filters(params),
+        status=ExportJob.Status.RUNNING,
+    )
+
+
+def stream_recording_manifest(export: Export, job: ExportJob):
+    """Yield the export's bytes; once the last has gone out, keep its manifest on ``job`` (done). A download
+    that stops before its end leaves the job failed, saying so, and no manifest."""
+    finished = False
+    try:
+        yield from export
+        finished = True
+    finally:
+        if finished:
+            ExportJob.objects.filter(pk=job.pk).update(
+                status=ExportJob.Status.DONE, rows=export.count, manifest=export.manifest(), finished_at=timezone.now()
+            )
+        else:
+            ExportJob.objects.filter(pk=job.pk).update(
+                status=ExportJob.Status.FAILED,
+                error="The download stopped before its end: no manifest was kept.",
+                finished_at=timezone.now(),
+            )
+
+
+def manifest_of(job: ExportJob) -> bytes:
+    """A finished export's manifest as its file: the one written beside the job's file, else the job's copy."""
+    if job.path:
+        try:
+            return Path(job.path + MANIFEST_SUFFIX).read_bytes()
+        except FileNotFoundError:
+            pass
+    return manifest_bytes(job.manifest)
 
 
 def record_download(user, job: ExportJob) -> None:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make run`: Redis, the lab (VM lab when libvirt + QEMU can run here, else the test-driver lab),
 # one Celery worker per host queue plus one for the default queue, beat, the console relay, and the ASGI portal
-# in the foreground. Ctrl-C stops everything it started. Logs: var/log/.
+# in the foreground. Ctrl-C stops the processes it started (`make stop` also stops them from elsewhere,
+# through var/run.pids, and stops Redis and the VM lab daemons). Logs: var/log/.
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -10,11 +11,15 @@ HOST="${HOST:-127.0.0.1}"
 PORT="${PORT:-8000}"
 mkdir -p var/log
 pids=()
+PIDFILE=var/run.pids  # this script and every process it started, for `make stop`
+echo $$ >"$PIDFILE"
 cleanup() {
     trap - EXIT INT TERM
-    echo; echo "Stopping workers and beat..."
+    echo; echo "Stopping the portal, workers, beat and the console relay..."
     for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null; done
     wait 2>/dev/null
+    rm -f "$PIDFILE"
+    echo "Stopped. Redis and the VM lab daemons are still running: \`make stop\` stops them."
 }
 trap cleanup EXIT INT TERM
 
@@ -34,6 +39,7 @@ start() {  # name, command...
     local name=$1; shift
     setsid "$@" >"var/log/$name.log" 2>&1 &
     pids+=($!)
+    echo $! >>"$PIDFILE"
     echo "  started $name (pid $!, log var/log/$name.log)"
 }
 queues=$($PY manage.py lab queues)
@@ -48,5 +54,10 @@ start console-relay $PY manage.py console_relay --listen "${PORTAL_CONSOLE_RELAY
 start beat $PY -m celery -A portal beat -l INFO --schedule var/celerybeat-schedule
 
 echo
-echo "Portal: http://$HOST:$PORT/   API docs: http://$HOST:$PORT/api/docs/   (Ctrl-C stops it all)"
-.venv/bin/daphne -b "$HOST" -p "$PORT" portal.asgi:application
+echo "Portal: http://$HOST:$PORT/   API docs: http://$HOST:$PORT/api/docs/   (Ctrl-C or \`make stop\` stops it)"
+# In the background so that a TERM from `make stop` runs the trap at once (bash runs traps only
+# between foreground commands); Ctrl-C reaches this script, whose trap stops daphne.
+.venv/bin/daphne -b "$HOST" -p "$PORT" portal.asgi:application &
+pids+=($!)
+echo $! >>"$PIDFILE"
+wait "$!"

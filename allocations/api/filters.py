@@ -1,6 +1,7 @@
 import django_filters
 
 from allocations.models import Desktop, DesktopTemplate, Quota
+from core.limits import MAX_ID
 from tenancy.models import Membership, Tenant
 
 
@@ -32,7 +33,7 @@ class DesktopTemplateFilterSet(django_filters.FilterSet):
     name = django_filters.CharFilter(lookup_expr="icontains")
     profile = django_filters.CharFilter(field_name="profile__name")
     passthrough = django_filters.BooleanFilter(field_name="profile", lookup_expr="isnull")
-    tenant = django_filters.NumberFilter(field_name="allowed_tenants")
+    tenant = django_filters.NumberFilter(field_name="allowed_tenants", min_value=1, max_value=MAX_ID)
 
     class Meta:
         model = DesktopTemplate

@@ -3,6 +3,7 @@ from rest_framework import serializers
 
 from allocations.models import Desktop, DesktopTemplate, ProfileQuota, Quota, QuotaRequest
 from allocations.services.access import desktop_fields_hidden_from
+from core.limits import MAX_DESKTOP_HOURS, MAX_ID, MAX_REASON_CHARS
 from inventory.models import VGPUProfile
 from tenancy.models import Membership, Tenant
 from tenancy.roles import sees_everything
@@ -191,21 +192,23 @@ class DesktopSerializer(serializers.ModelSerializer):
 
 
 class DesktopRequestSerializer(serializers.Serializer):
-    template = serializers.IntegerField(min_value=1)
-    duration_hours = serializers.IntegerField(min_value=1, max_value=24 * 90)
+    template = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+    duration_hours = serializers.IntegerField(min_value=1, max_value=MAX_DESKTOP_HOURS)
     name = serializers.CharField(max_length=100, required=False, allow_blank=True)
-    tenant = serializers.IntegerField(required=False, min_value=1)
+    tenant = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
 
 
 class DesktopExtendSerializer(serializers.Serializer):
-    hours = serializers.IntegerField(min_value=1, max_value=24 * 90)
+    hours = serializers.IntegerField(min_value=1, max_value=MAX_DESKTOP_HOURS)
 
 
 class QuotaIncreaseSerializer(serializers.ModelSerializer):
     requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     tenant_name = serializers.CharField(source="tenant.name", read_only=True)
-    tenant = serializers.IntegerField(source="tenant_id", required=False, min_value=1)
+    tenant = serializers.IntegerField(source="tenant_id", required=False, min_value=1, max_value=MAX_ID)
+    # the numbers' bounds come from the model's validators (core.limits); the service checks both again
+    reason = serializers.CharField(max_length=MAX_REASON_CHARS)
 
     class Meta:
         model = QuotaRequest
@@ -228,4 +231,4 @@ class QuotaIncreaseSerializer(serializers.ModelSerializer):
 
 
 class DecisionSerializer(serializers.Serializer):
-    reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=MAX_REASON_CHARS)

@@ -16,9 +16,10 @@ if another request won the race: the database, not this cache, is the truth.
 Rules (enforced by the engine, and again atomically by the claim): host online and not in
 maintenance; vGPU on a GPU in vGPU or flexible mode of an allowed board that is empty or runs the
 same profile with a free instance (equal-size mode); whole GPUs free and in passthrough or
-flexible mode, all on one host; the host's free vCPUs and RAM. Profile ladders come from the
-catalog (``VGPUProfile``): a share request gets the smallest profile of its series that holds the
-share of the board; MIG-backed profiles are only given to templates that name them.
+flexible mode, all on one host that can pass PCI devices through; the host's free vCPUs and RAM.
+Profile ladders come from the catalog (``VGPUProfile``): a share request gets the smallest profile
+of its series that holds the share of the board; MIG-backed profiles are only given to templates
+that name them.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from django.db import connection
 
 from allocations.placement import engine
 from allocations.placement.engine import MILLI, Ladder
-from allocations.placement.engine.state import FREE_WHOLE
+from allocations.placement.engine.state import EMPTY_VGPU, FREE_WHOLE
 from allocations.placement.shapes import catalog_ladders, learned_demand, shape_of
 
 TYPICAL_TTL_S = 600  # how long the learned demand distribution is kept before it is read again
@@ -60,8 +61,12 @@ class Choice:
 
 _MODE = {"vgpu": "vgpu", "passthrough": "whole", "flexible": "any"}
 _HOST_COLUMNS = "h.id, h.name, h.state, h.cpu_cores, h.memory_mib, h.vcpus_used, h.memory_used_mib, h.capacity_version"
-_GPU_COLUMNS = "g.id, g.model, g.mode, g.current_profile_id, g.instances_used, g.framebuffer_mib"
-_GPU_USABLE = "g.present AND g.mode <> %s"  # with GPUMode.DISABLED: the GPUs placement may use
+# A host that cannot pass PCI devices through (Host.passthrough_capable false) has no whole GPUs: its
+# passthrough GPUs are left out and its flexible ones read as vGPU-only (the claim refuses them too).
+_GPU_MODE = "CASE WHEN h.passthrough_capable OR g.mode <> 'flexible' THEN g.mode ELSE 'vgpu' END"
+_GPU_COLUMNS = f"g.id, g.model, {_GPU_MODE}, g.current_profile_id, g.instances_used, g.framebuffer_mib"
+_GPU_USABLE = "g.present AND g.mode <> %s AND (h.passthrough_capable OR g.mode <> 'passthrough')"  # %s: DISABLED
+NO_PASSTHROUGH_HOST = "No host here can hand a whole GPU to a desktop (no IOMMU/VFIO passthrough)."
 
 
 class Fleet:
@@ -126,9 +131,12 @@ class Fleet:
         """host id → its usable GPUs as (id, model, mode, current_profile_id, instances_used, framebuffer_mib),
         by model and PCI."""
         from inventory.choices import GPUMode
-        from inventory.models import GPU
+        from inventory.models import GPU, Host
 
-        sql = f"SELECT g.host_id, {_GPU_COLUMNS} FROM {GPU._meta.db_table} g WHERE {_GPU_USABLE}"
+        sql = (
+            f"SELECT g.host_id, {_GPU_COLUMNS} FROM {GPU._meta.db_table} g "
+            f"JOIN {Host._meta.db_table} h ON h.id = g.host_id WHERE {_GPU_USABLE}"
+        )
         params: list = [GPUMode.DISABLED]
         if host_ids is not None:
             sql += f" AND g.host_id IN ({', '.join(['%s'] * len(host_ids))})"
@@ -404,6 +412,8 @@ class Fleet:
         elif req.num_gpu:
             relaxed = engine.Request(0, 0, req.num_gpu, MILLI, req.models)
             if not any(c.node_fits(i, relaxed) for i in cands):
+                if self._passthrough_blocked(req, cands):
+                    return NoPlacement(NO_PASSTHROUGH_HOST, "gpu_passthrough")
                 return NoPlacement(
                     f"No online host has {req.num_gpu} free whole GPU(s) ({wanted}) for passthrough.",
                     "gpu_passthrough",
@@ -416,6 +426,18 @@ class Fleet:
             f"{req.memory_mib} MiB of free RAM.",
             "host_cpu_memory",
         )
+
+    def _passthrough_blocked(self, req: engine.Request, cands) -> bool:
+        """No fleet node has enough GPUs that may go whole, but online hosts that cannot pass PCI devices
+        through have some (one query, on this failure path only)."""
+        from inventory.choices import WHOLE_MODES
+        from inventory.models import GPU, Host
+
+        if any(sum(h != EMPTY_VGPU for h in self.cluster.home[i]) >= req.num_gpu for i in cands):
+            return False  # whole GPUs exist where they can go: they are taken
+        blocked = GPU.objects.present().filter(mode__in=WHOLE_MODES, host__in=Host.objects.online())
+        blocked = blocked.filter(host__passthrough_capable=False, **({"model__in": req.models} if req.models else {}))
+        return blocked.exists()
 
 
 def _a(model: str) -> str:
@@ -435,7 +457,8 @@ def _gpu_state(mode: str, profile_id, used: int) -> tuple:
     """(used_milli, profile, instances, passthrough, mode) for engine.GPUState."""
     if profile_id:
         return (0, profile_id, used, False, _MODE[mode])
-    return (0, 0, 0, bool(used) and mode != "vgpu", _MODE[mode])
+    # used without a profile: held whole (a flexible GPU of a host that lost passthrough reads "vgpu")
+    return (0, 0, 0, bool(used), _MODE[mode])
 
 
 def _ladder_sig(ladders: dict) -> tuple:

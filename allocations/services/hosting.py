@@ -39,8 +39,20 @@ def domain_spec(desktop: Desktop) -> DomainSpec:
         disk_image=desktop.template.disk_image,
         mdev_uuids=(str(desktop.mdev_uuid),) if desktop.mdev_uuid else (),
         passthrough_pci=tuple(g.pci_address for g in gpus) if desktop.is_passthrough else (),
-        metadata={"desktop": desktop.pk, "tenant": desktop.tenant.slug, "owner": desktop.owner.get_username()},
+        metadata=ownership_metadata(desktop),
     )
+
+
+def ownership_metadata(desktop: Desktop) -> dict:
+    """Who a desktop's domain belongs to: this deployment, its host and its desktop (what the reconciler
+    checks before it touches a domain), plus tenant and owner for people reading ``virsh dumpxml``."""
+    return {
+        "deployment": settings.PORTAL_DEPLOYMENT_ID,
+        "host": desktop.host.name,
+        "desktop": desktop.pk,
+        "tenant": desktop.tenant.slug,
+        "owner": desktop.owner.get_username(),
+    }
 
 
 def build_desktop(desktop: Desktop) -> DomainInfo:

@@ -69,8 +69,11 @@ def free_capacity(desktop: Desktop) -> bool:
     return True
 
 
-def transition(desktop_id: int, to: str, *, actor=None, reason: str = "", end_reason: str = "", **fields) -> Desktop:
-    """Move a desktop to ``to``. Raises InvalidTransition (409) when the table forbids it."""
+def transition(
+    desktop_id: int, to: str, *, actor=None, reason: str = "", end_reason: str = "", detail: str = "", **fields
+) -> Desktop:
+    """Move a desktop to ``to``. Raises InvalidTransition (409) when the table forbids it. ``reason`` is
+    shown to the owner (words); ``detail`` (a driver's own text) is kept in the audit event, for admins."""
     with transaction.atomic():
         desktop = Desktop.objects.select_for_update(of=("self",)).select_related("tenant").get(pk=desktop_id)
         if to not in TRANSITIONS[desktop.status]:
@@ -96,6 +99,8 @@ def transition(desktop_id: int, to: str, *, actor=None, reason: str = "", end_re
             freed = False
         desktop.save()
         after = {"status": to, **({"reason": reason} if reason else {}), **({"capacity_freed": True} if freed else {})}
+        if detail:
+            after["detail"] = detail[:2000]
         for key in ("vnc_port", "expires_at", "end_reason"):
             if key in fields or (key == "end_reason" and end_reason):
                 after[key] = getattr(desktop, key)
@@ -205,6 +210,22 @@ def reboot_desktop(desktop: Desktop, *, actor) -> Desktop:
         record_desktop_event(locked, "desktop.reboot_requested", actor=actor, before={}, after={})
         enqueue_host_task("reboot", locked)
     return locked
+
+
+def finish_reboot(desktop_id: int, *, failure: str = "") -> bool:
+    """End a reboot of a running desktop: ``desktop.rebooted`` with its reason cleared, or, given
+    ``failure`` (in words), ``desktop.reboot_failed`` with the desktop's reason saying it. The desktop
+    stays running either way (it holds its host; its owner may reboot again or release it). A conditional
+    update, like ``note_progress``: a desktop that moved on meanwhile is left alone. Returns whether
+    it was written."""
+    reason = f"the reboot failed: {failure}"[:500] if failure else ""
+    with transaction.atomic():
+        if not Desktop.objects.filter(pk=desktop_id, status=DesktopStatus.RUNNING).update(status_reason=reason):
+            return False
+        desktop = Desktop.objects.select_related("tenant").get(pk=desktop_id)
+        verb = "desktop.reboot_failed" if failure else "desktop.rebooted"
+        record_desktop_event(desktop, verb, actor=None, before={}, after={"reason": reason} if reason else {})
+    return True
 
 
 def expiry_for(desktop: Desktop, started):

@@ -12,7 +12,8 @@ from allocations.choices import QuotaRequestStatus
 from allocations.exceptions import InvalidTransition, NotAllowed, QuotaExceeded
 from allocations.models import Desktop, Quota, QuotaRequest
 from audit import services as audit
-from core.errors import Forbidden, PortalError
+from core.errors import Conflict, Forbidden, PortalError
+from core.limits import MAX_DESKTOP_HOURS, MAX_DESKTOPS, MAX_FRAMEBUFFER_MIB, MAX_REASON_CHARS
 from core.writes import create_object
 from tenancy.models import Tenant
 from tenancy.roles import is_platform_admin
@@ -116,24 +117,77 @@ def check_room(quota: Quota, usage: Usage, *, framebuffer_mib: int, profile_name
 
 
 REQUESTABLE = ("max_desktops", "max_framebuffer_mib", "max_desktop_hours")
+#: The most a quota may be raised to, per limit (core.limits): what the database and common sense hold.
+CEILINGS = {
+    "max_desktops": (MAX_DESKTOPS, "desktops"),
+    "max_framebuffer_mib": (MAX_FRAMEBUFFER_MIB, "MiB (1 PiB)"),
+    "max_desktop_hours": (MAX_DESKTOP_HOURS, "hours (90 days)"),
+}
+
+
+def check_within_ceilings(values: dict) -> None:
+    """Raise PortalError naming each limit asked above what the portal allows at all (or not a whole number)."""
+    over = []
+    for key, value in values.items():
+        if key not in CEILINGS or value is None:
+            continue
+        ceiling, unit = CEILINGS[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value > ceiling:
+            over.append(f"{key} may be at most {ceiling} {unit}")
+    if over:
+        raise PortalError("That is more than the portal allows: " + "; ".join(over) + ".")
+
+
+def check_reason(reason: str, *, what: str = "The reason") -> str:
+    """The reason (or decision note) stripped; PortalError when it is longer than MAX_REASON_CHARS. The one
+    rule for pages and API alike (their forms only mirror it)."""
+    reason = (reason or "").strip()
+    if len(reason) > MAX_REASON_CHARS:
+        raise PortalError(
+            f"{what} is {len(reason)} characters long; keep it to {MAX_REASON_CHARS}.",
+            details={"field": "reason", "max_length": MAX_REASON_CHARS, "length": len(reason)},
+        )
+    return reason
 
 
 def request_quota_increase(*, actor, tenant: Tenant, changes: dict, reason: str) -> QuotaRequest:
-    """A member asks for higher limits. Each asked-for value must exceed the current one."""
+    """A member asks for higher limits. Each asked-for value must exceed the current one and stay within
+    ``CEILINGS``; the reason within MAX_REASON_CHARS. A tenant has at most one pending request per limit:
+    asking again for a limit already asked for is a Conflict (409), checked under the tenant's quota row
+    lock so two requests at once cannot both pass."""
     if not tenant.is_active:
         raise NotAllowed(f"{tenant.name} is inactive: it keeps its history but gets nothing new.")
-    quota = tenant.quota
     asked = {k: v for k, v in changes.items() if k in REQUESTABLE and v is not None}
     if not asked:
         raise PortalError("Ask for at least one of: " + ", ".join(REQUESTABLE) + ".")
-    not_higher = [f"{k} is already {getattr(quota, k)}" for k, v in asked.items() if v <= getattr(quota, k)]
-    if not_higher:
-        raise PortalError("Ask for more than you have: " + "; ".join(not_higher) + ".")
-    if not reason.strip():
+    check_within_ceilings(asked)
+    reason = check_reason(reason)
+    if not reason:
         raise PortalError("Say why you need more (reason).")
-    return create_object(
-        QuotaRequest(tenant=tenant, requested_by=actor, reason=reason.strip(), **asked), actor=actor, tenant=tenant
-    )
+    with transaction.atomic():
+        # The quota row's lock serialises one tenant's requests: the pending check below and the insert
+        # happen as one step, so two requests for the same limit cannot both see "none pending".
+        quota = Quota.objects.select_for_update().get(tenant=tenant)
+        not_higher = [f"{k} is already {getattr(quota, k)}" for k, v in asked.items() if v <= getattr(quota, k)]
+        if not_higher:
+            raise PortalError("Ask for more than you have: " + "; ".join(not_higher) + ".")
+        _refuse_a_second_pending_request(tenant, asked)
+        return create_object(
+            QuotaRequest(tenant=tenant, requested_by=actor, reason=reason, **asked), actor=actor, tenant=tenant
+        )
+
+
+def _refuse_a_second_pending_request(tenant: Tenant, asked: dict) -> None:
+    pending = QuotaRequest.objects.filter(tenant=tenant, status=QuotaRequestStatus.PENDING).order_by("created_at")
+    for other in pending.select_related("requested_by"):
+        same = [k for k in asked if getattr(other, k) is not None]
+        if same:
+            raise Conflict(
+                f"{tenant.name} already has a pending request (#{other.pk}, asked by "
+                f"{other.requested_by.get_username()}) for {', '.join(same)}: wait for its decision, or cancel "
+                f"it and ask again.",
+                details={"pending_request": other.pk, "resources": same},
+            )
 
 
 def _decide(request_id: int, *, actor, status: str, reason: str, apply=None) -> QuotaRequest:
@@ -159,7 +213,9 @@ def _decide(request_id: int, *, actor, status: str, reason: str, apply=None) -> 
 
 
 def _raise_quota(request: QuotaRequest) -> tuple[dict, dict]:
-    """Raise each asked-for limit (never lowering one); the quota row is locked."""
+    """Raise each asked-for limit (never lowering one) within ``CEILINGS``; the quota row is locked. A
+    request stored before the ceilings (or written around the form) is refused, not applied."""
+    check_within_ceilings({k: getattr(request, k) for k in REQUESTABLE})
     quota = Quota.objects.select_for_update().get(tenant=request.tenant)
     before = {k: getattr(quota, k) for k in REQUESTABLE}
     for key in REQUESTABLE:
@@ -179,6 +235,7 @@ def approve_quota_request(request_id: int, *, actor, reason: str = "") -> QuotaR
     """Raise the tenant's quota to what was asked, in the same transaction as the decision.
     Platform admins only."""
     _require_platform_admin(actor)
+    reason = check_reason(reason, what="The decision note")
     with transaction.atomic():
         return _decide(request_id, actor=actor, status=QuotaRequestStatus.APPROVED, reason=reason, apply=_raise_quota)
 
@@ -186,7 +243,8 @@ def approve_quota_request(request_id: int, *, actor, reason: str = "") -> QuotaR
 def reject_quota_request(request_id: int, *, actor, reason: str) -> QuotaRequest:
     """Refuse a pending request, with a reason for the member who asked. Platform admins only."""
     _require_platform_admin(actor)
-    if not reason.strip():
+    reason = check_reason(reason, what="The decision note")
+    if not reason:
         raise PortalError("Give the requester a reason for the rejection.")
     with transaction.atomic():
         return _decide(request_id, actor=actor, status=QuotaRequestStatus.REJECTED, reason=reason)

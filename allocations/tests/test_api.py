@@ -178,3 +178,77 @@ def test_inactive_templates_are_hidden_from_end_users(api, tenant_member, tenant
     make_template("Retired", profile=profile, tenants=[tenant], is_active=False)
     names = [row["name"] for row in api.as_user(tenant_member).get("/api/templates/").json()["results"]]
     assert names == ["Active"]
+
+
+# --- every number bounded, as the database and common sense hold (issue 14; core/limits.py) ---
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"max_desktops": 10_001}, "max_desktops"),
+        ({"max_framebuffer_mib": 2**63 - 1}, "max_framebuffer_mib"),
+        ({"max_desktop_hours": 24 * 90 + 1}, "max_desktop_hours"),
+    ],
+)
+def test_quota_limits_beyond_the_bounds_are_refused(api, platform_admin, tenant, body, field):
+    """Reproduction: PATCH /api/quotas/<id>/ {"max_framebuffer_mib": 2**63-1} (or 10,001 desktops) was stored."""
+    response = api.as_user(platform_admin).patch(f"/api/quotas/{tenant.quota.pk}/", body, format="json")
+    assert response.status_code == 400 and field in response.json()["error"]["fields"], response.content
+    tenant.quota.refresh_from_db()
+    assert (tenant.quota.max_desktops, tenant.quota.max_framebuffer_mib) == (2, 16384)
+
+
+def test_profile_limits_and_new_tenants_quotas_are_bounded_too(api, platform_admin, tenant):
+    make_profile("A40-8Q")
+    client = api.as_user(platform_admin)
+    limits = client.patch(
+        f"/api/quotas/{tenant.quota.pk}/",
+        {"profile_limits": [{"profile": "A40-8Q", "max_instances": 10_001}]},
+        format="json",
+    )
+    assert limits.status_code == 400
+    created = client.post(
+        "/api/tenants/", {"name": "Big", "slug": "big", "quota": {"max_framebuffer_mib": 2**62}}, format="json"
+    )
+    assert created.status_code == 400 and not Tenant.objects.filter(slug="big").exists()
+
+
+@pytest.mark.parametrize("field, value", [("vcpus", 257), ("memory_mib", 64 * 1024 * 1024 + 1)])
+def test_template_vcpus_and_memory_are_bounded(api, platform_admin, tenant, field, value):
+    """Reproduction: a template of 2**40 MiB of RAM was accepted."""
+    base = {"name": "Huge", "vcpus": 4, "memory_mib": 8192, "disk_image": "d.qcow2", "gpu_count": 0}
+    response = api.as_user(platform_admin).post("/api/templates/", {**base, field: value}, format="json")
+    assert response.status_code == 400 and field in response.json()["error"]["fields"], response.content
+
+
+def test_host_gpu_and_profile_numbers_are_bounded(api, platform_admin):
+    from inventory.tests.factories import make_gpu, make_host
+
+    host = make_host()
+    gpu = make_gpu(host)
+    profile = make_profile("A40-8Q")
+    client = api.as_user(platform_admin)
+    for url, body in [
+        (f"/api/hosts/{host.pk}/", {"memory_mib": 2**62}),
+        (f"/api/hosts/{host.pk}/", {"cpu_cores": 2**31 - 1}),
+        (f"/api/gpus/{gpu.pk}/", {"framebuffer_mib": 2**31 - 1}),
+        (f"/api/vgpu-profiles/{profile.pk}/", {"max_per_gpu": 30_000}),
+    ]:
+        response = client.patch(url, body, format="json")
+        assert response.status_code == 400, (url, body, response.content)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"template": 2**64, "duration_hours": 1}, {"template": 1, "duration_hours": 1, "tenant": 2**64}],
+)
+def test_desktop_requests_with_ids_beyond_64_bits_are_refused_not_a_500(api, tenant_member, body):
+    response = api.as_user(tenant_member).post("/api/desktops/", body, format="json")
+    assert response.status_code == 400, response.content
+
+
+def test_a_template_filter_by_a_tenant_id_beyond_64_bits_is_a_400_not_a_500(api, platform_admin):
+    """Reproduction: GET /api/templates/?tenant=99999999999999999999 was a 500 (OverflowError)."""
+    response = api.as_user(platform_admin).get("/api/templates/", {"tenant": "99999999999999999999"})
+    assert response.status_code == 400

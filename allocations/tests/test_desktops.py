@@ -303,7 +303,9 @@ def test_permanent_driver_error_undoes_and_frees(lab, tenant_member, a40_templat
         desktop = ask(tenant_member, a40_template)
     desktop.refresh_from_db()
     assert desktop.status == DesktopStatus.FAILED and desktop.holds_capacity is False
-    assert "could not be built on lab-a40: cannot start domain: unsupported configuration" in desktop.status_reason
+    assert desktop.status_reason == "The desktop could not be started on its host."  # libvirt's text: for admins
+    failed = AuditEvent.objects.about(desktop).get(verb="desktop.failed")
+    assert failed.after["detail"] == "could not be built on lab-a40: cannot start domain: unsupported configuration"
     driver = driver_for(host)
     assert driver.list_domains() == [] and driver.list_mdevs() == []  # what was built is undone
     assert GPU.objects.filter(host=host, instances_used__gt=0).count() == 0
@@ -540,7 +542,9 @@ def test_a_rebooted_desktop_says_its_guest_is_restarting_until_it_is_up(
     assert tasks.reboot.apply(args=[desktop.pk]).get() == "not ready"
     desktop.refresh_from_db()
     assert desktop.status == DesktopStatus.RUNNING  # still holds its host; its owner may reboot or release it
-    assert desktop.status_reason == f"restarted, but the guest of {desktop.domain_name} did not come up within 120 s"
+    assert desktop.status_reason == (
+        f"the reboot failed: it restarted, but the guest of {desktop.domain_name} did not come up within 120 s"
+    )
 
 
 def test_progress_notes_leave_a_desktop_that_moved_on_alone(lab, tenant_member, a40_template):
@@ -548,3 +552,66 @@ def test_progress_notes_leave_a_desktop_that_moved_on_alone(lab, tenant_member, 
     desktop = ask(tenant_member, a40_template)
     assert not lifecycle.note_progress(desktop.pk, "the guest is starting", status=DesktopStatus.PROVISIONING)
     assert Desktop.objects.get(pk=desktop.pk).status_reason == desktop.status_reason
+
+
+def test_a_reboot_is_audited_as_rebooted_once_the_guest_is_up(lab, tenant_member, a40_template, run_tasks, monkeypatch):
+    lab()
+    with run_tasks():
+        desktop = ask(tenant_member, a40_template)
+    _guest_wait(monkeypatch, lambda name, timeout_s: None)
+    with run_tasks():
+        lifecycle.reboot_desktop(desktop, actor=tenant_member)
+    assert verbs(desktop)[-2:] == ["desktop.reboot_requested", "desktop.rebooted"]
+    desktop.refresh_from_db()
+    assert desktop.status == DesktopStatus.RUNNING and desktop.status_reason == ""
+
+
+def test_a_failed_reboot_is_audited_with_its_reason_and_the_desktop_says_it(
+    lab, tenant_member, a40_template, run_tasks, monkeypatch
+):
+    from allocations.services import hosting
+
+    lab()
+    with run_tasks():
+        desktop = ask(tenant_member, a40_template)
+
+    def refuses(d):
+        raise DriverError("Requested operation is not valid: domain is not running", retryable=False)
+
+    monkeypatch.setattr(hosting, "reboot_desktop", refuses)
+    assert tasks.reboot.apply(args=[desktop.pk]).get() == "failed"
+    desktop.refresh_from_db()
+    assert desktop.status == DesktopStatus.RUNNING
+    assert desktop.status_reason.startswith("the reboot failed: the host could not restart it")
+    event = AuditEvent.objects.about(desktop).get(verb="desktop.reboot_failed")
+    assert event.after["reason"] == desktop.status_reason and event.actor_username == ""
+
+
+def test_a_libvirt_failure_shows_the_owner_a_sentence_and_keeps_libvirts_text_for_admins(
+    lab, tenant_member, platform_admin, a40_template, run_tasks, monkeypatch, client
+):
+    from django.urls import reverse
+
+    from inventory.drivers.libvirt import LibvirtDriver
+
+    lab()
+    libvirt_says = "unsupported configuration: host doesn't support passthrough of host PCI devices"
+    _flaky(
+        monkeypatch,
+        (LibvirtDriver, "start_domain"),
+        [DriverError("cannot start domain desktop-1", retryable=False, detail=libvirt_says)],
+    )
+    with run_tasks():
+        desktop = ask(tenant_member, a40_template)
+    desktop.refresh_from_db()
+    assert desktop.status == DesktopStatus.FAILED
+    assert desktop.status_reason == "The desktop could not be started on its host."
+    failed = AuditEvent.objects.about(desktop).get(verb="desktop.failed")
+    assert failed.after["reason"] == desktop.status_reason and libvirt_says in failed.after["detail"]
+    page = reverse("desktop-page", args=[desktop.pk])
+    client.force_login(tenant_member)
+    owners = client.get(page).content.decode()
+    assert "The desktop could not be started on its host." in owners and libvirt_says not in owners
+    assert "doesn&#x27;t support passthrough" not in owners
+    client.force_login(platform_admin)
+    assert "host doesn&#x27;t support passthrough of host PCI devices" in client.get(page).content.decode()

@@ -53,11 +53,11 @@ def vm_host(catalog, tmp_path_factory):
     sync_host(host)
     redis.Redis.from_url(settings.CELERY_BROKER_URL).delete(host.queue)
     yield Host.objects.get(pk=host.pk)
-    for name in [d.name for d in driver_for(host).list_domains() if d.name.startswith("desktop-")]:
-        if d_info := driver_for(host).domain_info(name):
-            if d_info.metadata.get("desktop"):
-                driver_for(host).destroy_domain(name)
-                driver_for(host).undefine_domain(name)
+    # only this host's domains: other hosts, runs and deployments share the daemon
+    for domain in driver_for(host).list_domains():
+        if domain.metadata.get("host") == host.name:
+            driver_for(host).destroy_domain(domain.name)
+            driver_for(host).undefine_domain(domain.name)
 
 
 class Worker:

@@ -390,3 +390,70 @@ def test_drifted_quota_counters_are_recounted_and_never_block_a_release(lab, ten
     assert event.before == {"desktops_held": 5, "framebuffer_held_mib": 99}
     call_command("recount_quotas", stdout=out)
     assert out.getvalue().endswith("recounted 0 tenant(s)\n")
+
+
+def cannot_pass_through(host):
+    """As a sync that found no VFIO passthrough on the host would leave it (saved: the fleet re-reads it)."""
+    host.passthrough_capable, host.passthrough_note = False, "no VFIO backend: the IOMMU is off"
+    host.save()
+    return host
+
+
+def test_a_passthrough_template_is_not_offered_where_no_host_can_pass_gpus_through(api, lab, tenant_member, roomy):
+    cannot_pass_through(lab("pt=L40Sx2:passthrough"))
+    whole = make_template("Whole L40S", gpu_count=1, gpu_models=["L40S"], tenants=[roomy])
+    offer = next(o for o in offers_for(roomy) if o.template == whole)
+    assert not offer.available and offer.kind == "capacity"
+    assert offer.reason == "No host here can hand a whole GPU to a desktop (no IOMMU/VFIO passthrough)."
+    refused = api.as_user(tenant_member).post(
+        "/api/desktops/", {"template": whole.pk, "duration_hours": 1}, format="json"
+    )
+    assert refused.status_code == 409
+    assert refused.json()["error"]["message"] == offer.reason
+    assert GPU.objects.filter(instances_used__gt=0).count() == 0
+    other = lab("ok=L40Sx1:passthrough")  # a host that can: offered again, and placed there
+    assert next(o for o in offers_for(roomy) if o.template == whole).available
+    assert ask(tenant_member, whole).host == other
+
+
+def test_a_flexible_gpu_on_a_host_that_cannot_pass_through_still_takes_vgpus(lab, tenant_member, roomy):
+    host = lab("flex=A40x1")
+    GPU.objects.filter(host=host).update(mode=GPUMode.FLEXIBLE)
+    cannot_pass_through(host)
+    whole = make_template("Whole", gpu_count=1, gpu_models=["A40"], tenants=[roomy])
+    cad = make_template("CAD", profile=profile("A40-8Q"), tenants=[roomy])
+    with pytest.raises(NoCapacity, match=r"No host here can hand a whole GPU to a desktop \(no IOMMU/VFIO"):
+        ask(tenant_member, whole)
+    desktop = ask(tenant_member, cad)
+    assert desktop.host == host and desktop.profile.name == "A40-8Q"
+
+
+def test_the_claim_refuses_a_whole_gpu_of_a_host_that_cannot_pass_through_whatever_the_cache(
+    lab, tenant_member, roomy, monkeypatch
+):
+    from inventory.services import capacity
+
+    host = lab("pt=L40Sx1:passthrough")
+    whole = make_template("Whole", gpu_count=1, gpu_models=["L40S"], tenants=[roomy])
+    monkeypatch.setattr(placement, "FULL_REFRESH_S", 3600)  # only a full read would see a write by hand
+    assert placement.place(whole).host_id == host.pk  # the fleet's cache is warm
+    Host.objects.filter(pk=host.pk).update(passthrough_capable=False)  # SQL by hand: no version moved
+    stale = placement.place(whole)
+    assert stale.host_id == host.pk  # the cache still offers the GPU...
+    assert capacity.claim_whole_gpus(list(stale.gpu_ids), host.pk) is False  # ...the claim does not take it
+    with pytest.raises(NoCapacity, match="No host here can hand a whole GPU"):
+        ask(tenant_member, whole)  # lost claims, then a full read: refused in words
+    assert GPU.objects.get(host=host).instances_used == 0
+    host.refresh_from_db()
+    assert (host.vcpus_used, host.memory_used_mib) == (0, 0)
+
+
+def test_a_whole_gpu_held_when_its_host_lost_passthrough_takes_no_vgpu(lab, tenant_member, roomy):
+    host = lab("flex=A40x1")
+    GPU.objects.filter(host=host).update(mode=GPUMode.FLEXIBLE)
+    whole = make_template("Whole", gpu_count=1, gpu_models=["A40"], tenants=[roomy])
+    cad = make_template("CAD", profile=profile("A40-8Q"), tenants=[roomy])
+    assert ask(tenant_member, whole).host == host
+    cannot_pass_through(host)  # the flexible GPU now reads vGPU-only, but it is still held whole
+    with pytest.raises(NoCapacity, match="No free A40-8Q instance"):
+        ask(tenant_member, cad)

@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from core.limits import MAX_FRAMEBUFFER_MIB, MAX_HOST_CPU_CORES, MAX_INSTANCES_PER_GPU, MAX_MEMORY_MIB
 from inventory.models import GPU, GPUMdevType, Host, VGPUProfile
 
 
@@ -18,6 +19,11 @@ class VGPUProfileSerializer(serializers.ModelSerializer):
             "mdev_type_id",
             "source",
         ]
+        extra_kwargs = {
+            "board_framebuffer_mib": {"max_value": MAX_FRAMEBUFFER_MIB},
+            "framebuffer_mib": {"max_value": MAX_FRAMEBUFFER_MIB},
+            "max_per_gpu": {"max_value": MAX_INSTANCES_PER_GPU},
+        }
 
 
 class GPUMdevTypeSerializer(serializers.ModelSerializer):
@@ -56,6 +62,10 @@ class HostSerializer(serializers.ModelSerializer):
             "created_at",
             "updated_at",
         ]
+        extra_kwargs = {
+            "cpu_cores": {"max_value": MAX_HOST_CPU_CORES},
+            "memory_mib": {"max_value": MAX_MEMORY_MIB},
+        }
         read_only_fields = [
             "last_heartbeat",
             "telemetry_status",
@@ -92,3 +102,4 @@ class GPUSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = ["present", "created_at", "updated_at"]
+        extra_kwargs = {"framebuffer_mib": {"max_value": MAX_FRAMEBUFFER_MIB}}

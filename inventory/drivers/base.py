@@ -95,11 +95,22 @@ class DomainInfo:
 
 
 @dataclass(frozen=True)
+class Passthrough:
+    """Whether the host can hand a whole PCI device (a GPU) to a guest: libvirt offers PCI host devices
+    with the VFIO backend, which it lists only where the IOMMU is on. ``note`` says why, for admins,
+    with libvirt's own words."""
+
+    capable: bool = True
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class Discovery:
     info: HostInfo
     gpus: tuple[GPUDevice, ...]
     mdevs: tuple[Mdev, ...]
     domains: tuple[DomainInfo, ...]
+    passthrough: Passthrough = Passthrough()
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,16 @@ def mdev_type_ids(profiles: list[LabProfile]) -> dict[str, str]:
     return {p.name: f"nvidia-{500 + index}" for index, p in enumerate(sorted(profiles, key=lambda p: p.name))}
 
 
-def build_lab_xml(*, host: str, cpu_cores: int, memory_mib: int, gpus: list[LabGPU], profiles: list[LabProfile]) -> str:
+def build_lab_xml(
+    *,
+    host: str,
+    cpu_cores: int,
+    memory_mib: int,
+    gpus: list[LabGPU],
+    profiles: list[LabProfile],
+    iommu: bool = True,
+) -> str:
+    """The node file; ``iommu=False`` marks a test-driver lab host that cannot pass PCI devices through."""
     type_ids = mdev_type_ids(profiles)
     node = ET.Element("node")
     cpu = ET.SubElement(node, "cpu")
@@ -64,6 +73,8 @@ def build_lab_xml(*, host: str, cpu_cores: int, memory_mib: int, gpus: list[LabG
     ):
         ET.SubElement(cpu, tag).text = str(value)
     ET.SubElement(node, "memory").text = str(memory_mib * 1024)  # KiB
+    if not iommu:
+        ET.SubElement(node, "iommu", support="no")  # libvirt's test driver ignores it; sync reads it
 
     computer = ET.SubElement(node, "device")
     ET.SubElement(computer, "name").text = "computer"

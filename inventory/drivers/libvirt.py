@@ -18,14 +18,25 @@ from pathlib import Path
 
 import libvirt
 
-from inventory.drivers.base import Discovery, DomainInfo, DomainSpec, DriverError, GPUDevice, HostInfo, Mdev
+from inventory.drivers.base import (
+    Discovery,
+    DomainInfo,
+    DomainSpec,
+    DriverError,
+    GPUDevice,
+    HostInfo,
+    Mdev,
+    Passthrough,
+)
 from inventory.drivers.guest import wait_for_agent, wait_for_banner
 from inventory.drivers.libvirt_xml import (
     build_domain_xml,
     mdev_nodedev_xml,
     parse_domain_xml,
     parse_gpu_nodedev,
+    parse_lab_passthrough,
     parse_mdev_nodedev,
+    parse_passthrough,
     state_name,
 )
 from inventory.drivers.mdevstore import LabMdevStore
@@ -233,8 +244,33 @@ class LibvirtDriver:
             # Like a real board in equal-size mode: a type in use leaves only its own free slots.
             gpus = [self._with_lab_availability(gpu, mdevs) for gpu in gpus]
         return Discovery(
-            info=self.host_info(), gpus=tuple(gpus), mdevs=tuple(mdevs), domains=tuple(self.list_domains())
+            info=self.host_info(),
+            gpus=tuple(gpus),
+            mdevs=tuple(mdevs),
+            domains=tuple(self.list_domains()),
+            passthrough=self.passthrough(),
         )
+
+    def passthrough(self) -> Passthrough:
+        """Whether this host can hand a whole GPU to a guest, from libvirt's domain capabilities (PCI
+        host devices with the VFIO backend, which libvirt lists only with the IOMMU on). A VM-lab host asks
+        for the TCG guests it boots; the test driver has no domain capabilities, so a test-driver lab's
+        file answers (see ``parse_lab_passthrough``). Not capable, with libvirt's words, when no guest type
+        answers; raises DriverError only when the host cannot be reached."""
+        if self.uri.startswith("test:"):
+            return parse_lab_passthrough(self.lab.xml.read_text()) if self.lab else Passthrough()
+        problems = []
+        for virttype in ("qemu",) if self.lab else ("kvm", "qemu"):
+            try:
+                xml = self.conn.getDomainCapabilities(None, None, None, virttype, 0)
+            except libvirt.libvirtError as exc:
+                error = translate(exc, f"cannot read domain capabilities ({virttype})")
+                if error.retryable:
+                    raise error from exc
+                problems.append(str(error))
+                continue
+            return parse_passthrough(xml, virttype)
+        return Passthrough(False, "; ".join(problems))
 
     @staticmethod
     def _with_lab_availability(gpu: GPUDevice, mdevs: list[Mdev]) -> GPUDevice:

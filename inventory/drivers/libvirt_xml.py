@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
-from inventory.drivers.base import DomainInfo, DomainSpec, GPUDevice, Mdev, MdevType
+from inventory.drivers.base import DomainInfo, DomainSpec, GPUDevice, Mdev, MdevType, Passthrough
 
 NVIDIA_VENDOR = "0x10de"
 METADATA_NS = "https://gpu-portal.example.org/xmlns/desktop/1"
@@ -224,3 +224,37 @@ def parse_domain_xml(xml: str, state: str) -> DomainInfo:
         metadata=metadata,
         passthrough_pci=tuple(passthrough),
     )
+
+
+def parse_passthrough(domcaps_xml: str, virttype: str) -> Passthrough:
+    """Whether guests of ``virttype`` may take PCI devices, from libvirt's domain capabilities: a
+    ``<hostdev supported='yes'>`` whose ``subsysType`` lists ``pci`` and whose ``pciBackend`` lists
+    ``vfio``. libvirt lists the VFIO backend only where the kernel has IOMMU groups, so that listing is
+    also the IOMMU check."""
+    hostdev = ET.fromstring(domcaps_xml).find("./devices/hostdev")
+    if hostdev is None or hostdev.get("supported") != "yes":
+        return Passthrough(False, f"libvirt's domain capabilities ({virttype}) offer no host devices to guests")
+
+    def listed(name: str) -> list[str]:
+        return [(v.text or "").strip() for v in hostdev.findall(f"./enum[@name='{name}']/value")]
+
+    if "pci" not in listed("subsysType"):
+        return Passthrough(False, f"libvirt's domain capabilities ({virttype}) list no PCI host devices")
+    backends = listed("pciBackend")
+    if "vfio" not in backends:
+        return Passthrough(
+            False,
+            f"libvirt's domain capabilities ({virttype}) list PCI host devices without the VFIO backend "
+            f"(pciBackend: {', '.join(backends) or 'none'}): the IOMMU is off or vfio-pci is not loaded",
+        )
+    return Passthrough(True, f"libvirt's domain capabilities ({virttype}) list PCI host devices with the VFIO backend")
+
+
+def parse_lab_passthrough(lab_xml: str) -> Passthrough:
+    """A test-driver lab host's answer, from its lab file: libvirt's test driver has no domain
+    capabilities, so the file says it with ``<iommu support='no'/>`` (as libvirt's host capabilities
+    do); without that element the lab host can pass through, as test labs always could."""
+    iommu = ET.fromstring(lab_xml).find("./iommu")
+    if iommu is not None and iommu.get("support") == "no":
+        return Passthrough(False, "the lab file says <iommu support='no'/>: no PCI passthrough on this lab host")
+    return Passthrough(True, "libvirt's test driver: a lab host passes PCI devices through unless its file says not")

@@ -67,16 +67,18 @@ def claim_vgpu(gpu_id: int, profile: VGPUProfile, host_id: int | None = None) ->
 
 
 def claim_whole_gpus(gpu_ids: list[int], host_id: int | None = None) -> bool:
-    """The GPUs whole (all of ``host_id``, when given): each must be in a mode that allows it and hold
-    nothing (no vGPU, not taken). One UPDATE: with several GPUs it may take only some (the caller's
-    savepoint undoes those)."""
+    """The GPUs whole (all of ``host_id``, when given): each must be in a mode that allows it, hold
+    nothing (no vGPU, not taken) and sit on a host that can pass PCI devices through (as its row says
+    now, whatever the scheduler's cache believed). One UPDATE: with several GPUs it may take only some
+    (the caller's savepoint undoes those)."""
     ids, modes = sorted(set(gpu_ids)), sorted(WHOLE_MODES)
     sql = (
         f"UPDATE {_GPU} SET instances_used = 1 "
         f"WHERE id IN ({_in(ids)}) AND mode IN ({_in(modes)}) AND present = %s "
-        f"AND instances_used = 0 AND current_profile_id IS NULL"
+        f"AND instances_used = 0 AND current_profile_id IS NULL "
+        f"AND host_id IN (SELECT id FROM {_HOST} WHERE passthrough_capable = %s)"
     )
-    params = [*ids, *modes, True]
+    params = [*ids, *modes, True, True]
     if host_id:
         sql, params = sql + " AND host_id = %s", [*params, host_id]
     return _rows(sql, params) == len(ids)

@@ -37,6 +37,7 @@ class LabHostSpec:
     passthrough: bool = False
     cpu_cores: int = 64
     memory_mib: int = 262144
+    iommu: bool = True  # False: the lab file says the host cannot pass PCI devices through
 
     @classmethod
     def parse(cls, text: str) -> LabHostSpec:
@@ -60,6 +61,7 @@ def write_lab_xml(spec: LabHostSpec, directory: Path) -> Path:
         memory_mib=spec.memory_mib,
         gpus=[LabGPU(pci, spec.board) for pci in spec.pci_addresses()],
         profiles=profiles,
+        iommu=spec.iommu,
     )
     directory.mkdir(parents=True, exist_ok=True)
     path = (directory / f"{spec.name}.xml").resolve()

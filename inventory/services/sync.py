@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from audit import services as audit
 from inventory.choices import VGPU_MODES, GPUMode, HostState
-from inventory.drivers.base import Discovery, DriverError
+from inventory.drivers.base import Discovery, DriverError, Passthrough
 from inventory.drivers.telemetry import OK, HostTelemetry
 from inventory.models import GPU, GPUMdevType, Host, VGPUProfile
 from inventory.services.connect import driver_for, telemetry_for
@@ -101,6 +101,16 @@ def _apply(host_id: int, discovery: Discovery, sample: HostTelemetry, actor) -> 
             row.save()
             report.discovered.append(gpu.pci_address)
             events.append(("gpu.discovered", row, None, audit.snapshot(row)))
+        elif _never_synced(row, host):
+            # A row made ahead of its first sync (a lab's passthrough GPUs, an admin's): this sync is
+            # the first to see it, so it is discovered, not "updated".
+            for key, value in fields.items():
+                setattr(row, key, value)
+            row.present = True
+            row.full_clean(exclude=["uuid"] if not row.uuid else None)
+            row.save()
+            report.discovered.append(gpu.pci_address)
+            events.append(("gpu.discovered", row, None, audit.snapshot(row)))
         else:
             before = audit.snapshot(row)
             for key, value in fields.items():
@@ -139,6 +149,7 @@ def _apply(host_id: int, discovery: Discovery, sample: HostTelemetry, actor) -> 
     host.last_heartbeat = host.last_sync_at = timezone.now()
     host.last_sync_error = ""
     host.telemetry_status = "" if sample.status == OK else sample.status[:200]
+    _sync_passthrough(host, discovery.passthrough, events)
     if host.state == HostState.OFFLINE:
         host.state = HostState.ONLINE  # reachable again; maintenance stays as the admin set it
         events.append(("host.online", host, {"state": HostState.OFFLINE}, {"state": HostState.ONLINE}))
@@ -146,6 +157,26 @@ def _apply(host_id: int, discovery: Discovery, sample: HostTelemetry, actor) -> 
     for verb, obj, before, after in events:
         audit.record_row(verb, obj, actor=actor, before=before, after=after)
     return report
+
+
+def _never_synced(row: GPU, host: Host) -> bool:
+    """Whether no sync of its host has seen this GPU row yet (made before the host's last sync's end)."""
+    return host.last_sync_at is None or row.created_at > host.last_sync_at
+
+
+def _sync_passthrough(host: Host, passthrough: Passthrough, events: list) -> None:
+    """Record whether the host can hand whole GPUs to guests (placement reads it); a change is audited."""
+    note = passthrough.note[:500]
+    if host.passthrough_capable != passthrough.capable:
+        events.append(
+            (
+                "host.passthrough_changed",
+                host,
+                {"passthrough_capable": host.passthrough_capable, "passthrough_note": host.passthrough_note},
+                {"passthrough_capable": passthrough.capable, "passthrough_note": note},
+            )
+        )
+    host.passthrough_capable, host.passthrough_note = passthrough.capable, note
 
 
 def _sync_types(row: GPU, gpu, profiles: dict, report: SyncReport) -> None:

@@ -39,6 +39,16 @@ def test_sync_fills_the_inventory_from_libvirt(lab):
     assert AuditEvent.objects.filter(verb="host.online", object_id=str(host.pk)).exists()
 
 
+def test_first_sync_of_gpus_made_ahead_of_it_records_them_as_discovered(lab):
+    host = lab("lab-l40s=L40Sx2:passthrough", sync=False)  # the lab makes its passthrough GPU rows first
+    report = sync_host(host)
+    assert report.discovered == ["0000:41:00.0", "0000:61:00.0"] and report.updated == []
+    assert AuditEvent.objects.filter(verb="gpu.discovered").count() == 2
+    assert not AuditEvent.objects.filter(verb="gpu.updated_by_sync").exists()
+    assert set(host.gpus.values_list("mode", "framebuffer_mib")) == {("passthrough", 49152)}
+    assert sync_host(host).discovered == []  # seen once: never discovered again
+
+
 def test_second_sync_changes_nothing(lab):
     host = lab()
     events = AuditEvent.objects.count()
@@ -137,3 +147,76 @@ def test_lab_queues_lists_every_host_queue(lab, capsys):
     capsys.readouterr()
     call_command("lab", "queues")
     assert capsys.readouterr().out.split() == ["host.lab-a16", "host.lab-a40"]
+
+
+# What qemu:///system answers on a machine without an IOMMU (the VM lab's), and on one with VFIO.
+DOMCAPS = """<domainCapabilities><path>/usr/bin/qemu-system-x86_64</path><domain>{virttype}</domain>
+  <devices><hostdev supported='yes'>
+    <enum name='mode'><value>subsystem</value></enum>
+    <enum name='subsysType'><value>usb</value><value>pci</value><value>scsi</value></enum>
+    <enum name='pciBackend'>{backends}</enum>
+  </hostdev></devices></domainCapabilities>"""
+
+
+def _conn_answering(answers: dict):
+    class Conn:
+        def getDomainCapabilities(self, emulatorbin, arch, machine, virttype, flags=0):
+            answer = answers[virttype]
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+
+    return Conn()
+
+
+def test_passthrough_is_what_libvirts_domain_capabilities_say(monkeypatch):
+    import libvirt
+
+    from inventory.drivers import libvirt as driver_module
+    from inventory.drivers.libvirt import LibvirtDriver
+
+    def answering(answers):
+        monkeypatch.setattr(driver_module, "_connect", lambda uri: _conn_answering(answers))
+        return LibvirtDriver("qemu+ssh://gpu-7/system").passthrough()
+
+    vfio = answering({"kvm": DOMCAPS.format(virttype="kvm", backends="<value>default</value><value>vfio</value>")})
+    assert vfio.capable is True and "VFIO" in vfio.note
+    no_iommu = answering({"kvm": DOMCAPS.format(virttype="kvm", backends="")})
+    assert no_iommu.capable is False
+    assert "without the VFIO backend (pciBackend: none): the IOMMU is off" in no_iommu.note
+    unsupported = libvirt.libvirtError("unsupported configuration: KVM is not supported on this host")
+    unsupported.err = (libvirt.VIR_ERR_CONFIG_UNSUPPORTED, libvirt.VIR_FROM_QEMU, str(unsupported), 2, "", "", "", 0, 0)
+    tcg = answering({"kvm": unsupported, "qemu": DOMCAPS.format(virttype="qemu", backends="<value>vfio</value>")})
+    assert tcg.capable is True and "(qemu)" in tcg.note
+    refused = libvirt.libvirtError("Cannot recv data: Connection reset by peer")
+    refused.err = (libvirt.VIR_ERR_SYSTEM_ERROR, libvirt.VIR_FROM_RPC, refused.args[0], 2, "", "", "", 0, 0)
+    with pytest.raises(DriverError) as caught:  # an unreachable host is a failed sync, not a "no"
+        answering({"kvm": refused})
+    assert caught.value.retryable
+
+
+def test_a_host_that_cannot_pass_pci_devices_through_is_not_a_passthrough_host(lab, client, platform_admin):
+    host = lab("lab-l40s=L40Sx2:passthrough")
+    assert host.passthrough_capable is True  # test labs pass through unless their file says not
+    lab_dir = Path(host.lab_xml).parent
+    write_lab_xml(LabHostSpec("lab-l40s", "L40S", 2, passthrough=True, iommu=False), lab_dir)
+    forget_connection(host.libvirt_uri)
+    sync_host(host)
+    host.refresh_from_db()
+    assert host.passthrough_capable is False
+    assert "iommu support='no'" in host.passthrough_note
+    changed = AuditEvent.objects.get(verb="host.passthrough_changed", object_id=str(host.pk))
+    assert (changed.before["passthrough_capable"], changed.after["passthrough_capable"]) == (True, False)
+    assert changed.after["passthrough_note"] == host.passthrough_note
+    sync_host(host)  # nothing changed: nothing audited
+    assert AuditEvent.objects.filter(verb="host.passthrough_changed").count() == 1
+    client.force_login(platform_admin)
+    page = client.get(f"/inventory/hosts/{host.name}/").content.decode()
+    assert "Cannot hand whole GPUs to desktops: vGPUs only" in page
+
+    write_lab_xml(LabHostSpec("lab-l40s", "L40S", 2, passthrough=True), lab_dir)
+    forget_connection(host.libvirt_uri)
+    sync_host(host)
+    host.refresh_from_db()
+    assert host.passthrough_capable is True
+    assert AuditEvent.objects.filter(verb="host.passthrough_changed").count() == 2

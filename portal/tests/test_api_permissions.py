@@ -134,7 +134,8 @@ def world(personas, tenant, other_tenant, lab, catalog):
         "audit-events": {"row": AuditEvent.objects.get(verb="seed.done")},
         "desktops": {"row": desktop, "create": {"template": template.pk, "duration_hours": 1}},
         "export-jobs": {"row": export_job, "create": {"kind": "allocations", "format": "csv"}},
-        "quota-requests": {"row": quota_request, "create": {"max_desktops": 9, "reason": "a workshop"}},
+        # framebuffer: each tenant already has its one pending request for max_desktops (a second is a 409)
+        "quota-requests": {"row": quota_request, "create": {"max_framebuffer_mib": 65536, "reason": "a workshop"}},
     }
 
 

@@ -79,3 +79,75 @@ def test_profile_catalog_page_is_open_to_every_role(client, tenant_member, fleet
     client.force_login(tenant_member)
     page = client.get("/inventory/profiles/").content.decode()
     assert "A40-8Q" in page
+
+
+def test_memory_is_shown_in_one_unit_gib_with_one_decimal():
+    from core.templatetags.portal_tags import filesizeformat_mib
+
+    assert [filesizeformat_mib(v) for v in (512, 1536, 16384, 0, "x")] == [
+        "0.5 GiB",
+        "1.5 GiB",
+        "16.0 GiB",
+        "0.0 GiB",
+        "",
+    ]
+
+
+def test_the_when_filter_labels_times_in_the_active_zone():
+    from datetime import UTC, datetime
+
+    from django.utils import timezone
+
+    from core.templatetags.portal_tags import when
+    from core.timezones import zone_named
+
+    winter, summer = datetime(2026, 12, 2, 9, 15, tzinfo=UTC), datetime(2026, 7, 2, 9, 15, 7, tzinfo=UTC)
+    assert when(winter) == "2026-12-02 09:15 UTC" and when(None) == ""
+    with timezone.override(zone_named("Europe/Paris")):
+        assert when(winter) == "2026-12-02 10:15 CET"
+        assert when(summer, "H:i:s") == "11:15:07 CEST"
+    with timezone.override(zone_named("Asia/Dubai")):  # no abbreviation in the tz database: its offset
+        assert when(winter) == "2026-12-02 13:15 UTC+04:00"
+    for bad in ("", "Mars/Olympus", "../../etc/passwd", "/usr/share/zoneinfo/UTC", "x" * 100, None):
+        assert zone_named(bad).key == "UTC"
+
+
+def test_the_middleware_renders_each_request_in_the_persons_zone(client, tenant_member, fleet):
+    client.force_login(tenant_member)
+    assert 'data-tz="UTC" data-tz-label="UTC" data-tz-offset="0"' in client.get("/").content.decode()
+    client.cookies["tz"] = "America/New_York"
+    page = client.get("/").content.decode()
+    assert 'data-tz="America/New_York"' in page and 'data-tz-label="E' in page  # EST or EDT
+    client.cookies["tz"] = "Not/AZone"
+    assert 'data-tz="UTC"' in client.get("/").content.decode()
+
+
+def test_the_audit_log_shows_times_with_their_zone(client, auditor, fleet):
+    client.force_login(auditor)
+    client.cookies["tz"] = "Asia/Tokyo"
+    page = client.get("/audit/").content.decode()
+    assert "<th>When</th>" in page and " JST</td>" in page and "(UTC)" not in page
+
+
+def test_password_reset_is_absent_and_sign_in_and_out_remain(client, tenant_member):
+    for url in (
+        "/accounts/password_reset/",
+        "/accounts/password_reset/done/",
+        "/accounts/reset/MQ/set-password/",
+        "/accounts/password_change/",
+    ):
+        assert client.get(url).status_code == 404, url
+    assert client.get("/accounts/login/").status_code == 200
+    client.force_login(tenant_member)
+    assert client.post("/accounts/logout/").status_code == 302
+    assert b"password_reset" not in client.get("/accounts/login/").content
+
+
+def test_favicon_is_served_and_linked(client):
+    from django.contrib.staticfiles import finders
+
+    response = client.get("/favicon.ico")
+    assert response.status_code in (301, 302)
+    location = response["Location"]
+    assert location.startswith("/static/") and finders.find(location.removeprefix("/static/"))
+    assert f'<link rel="icon" href="{location}"'.encode() in client.get("/accounts/login/").content

@@ -33,19 +33,35 @@ def events(n=4, **extra):
             audit.record("thing.changed", actor=None, object_type="test.thing", object_id=i, after={"i": i}, **extra)
 
 
+def fetch_manifest(api, user, response) -> bytes:
+    """The manifest a streamed download points to (``X-Export-Manifest``), as a person downloads it."""
+    url = response["X-Export-Manifest"]
+    assert response["Link"] == f'<{url}>; rel="describedby"'
+    got = api.as_user(user).get(url)
+    assert got.status_code == 200 and got["Content-Type"] == "application/json", got.content
+    assert got["Content-Disposition"].endswith('.manifest.json"')
+    return got.content
+
+
 @pytest.mark.parametrize("fmt", ["csv", "json", "ndjson"])
 def test_event_export_streams_with_a_manifest_that_verifies_offline(api, auditor, fmt, tmp_path, capsys):
     events(4)
     response = api.as_user(auditor).get("/api/exports/audit-events/", {"format": fmt, "verb": "thing.changed"})
     assert response.status_code == 200 and response.streaming
     data = body(response)
-    _, manifest = split_manifest(data, fmt)
+    manifest_file = fetch_manifest(api, auditor, response)  # kept once the last byte went out
+    manifest = json.loads(manifest_file)
     assert manifest["rows"] == 4 and manifest["filter"] == {"verb": "thing.changed"}
     assert manifest["first_hash"] == AuditEvent.objects.get(seq=1).hash
-    assert check_file(data, fmt).ok
+    if fmt == "csv":
+        assert b"#manifest" not in data  # pure data: the manifest is beside it
+    else:
+        assert split_manifest(data, fmt)[1] == manifest  # JSON and NDJSON still carry theirs inside
+    assert check_file(data, fmt, manifest).ok
     path = tmp_path / f"events.{fmt}"
     path.write_bytes(data)
-    call_command("verify_export", str(path))
+    (tmp_path / f"events.{fmt}.manifest.json").write_bytes(manifest_file)
+    call_command("verify_export", str(path))  # finds events.<fmt>.manifest.json beside it
     assert "OK: events." + fmt + ": 4 audit-events rows" in capsys.readouterr().out
     path.write_bytes(data.replace(b"thing.changed", b"thing.forged", 1))
     with pytest.raises(CommandError, match="does not verify"):
@@ -70,11 +86,11 @@ def test_formula_in_an_event_is_neutralised_in_the_csv_and_the_file_still_verifi
             tenant_name="@evil",
             after={"note": "+1"},
         )
-    data = body(api.as_user(auditor).get("/api/exports/audit-events/", {"format": "csv"}))
-    text = data.decode()
-    rows = list(csv.DictReader(io.StringIO(text.rsplit("#manifest,", 1)[0])))
+    response = api.as_user(auditor).get("/api/exports/audit-events/", {"format": "csv"})
+    data = body(response)
+    rows = list(csv.DictReader(io.StringIO(data.decode())))
     assert rows[0]["object_repr"] == '\'=HYPERLINK("http://x")' and rows[0]["tenant_name"] == "'@evil"
-    assert check_file(data, "csv").ok
+    assert check_file(data, "csv", json.loads(fetch_manifest(api, auditor, response))).ok
 
 
 def test_only_operators_export_events_and_members_get_their_own_history(
@@ -189,3 +205,123 @@ def test_report_pages(client, auditor, tenant_member):
     client.force_login(tenant_member)
     assert client.get("/reports/usage/").status_code == 403
     assert client.get("/exports/").status_code == 200
+
+
+# --- a CSV is pure data; its manifest lies beside it (issue 14) ---
+
+
+def assert_pure_csv(data: bytes) -> list[list[str]]:
+    """Every record after the header has the header's columns: nothing a spreadsheet would read as a row
+    of data that is not one (the old last line ``#manifest,{json}`` split into dozens of cells)."""
+    records = list(csv.reader(io.StringIO(data.decode())))
+    header, rows = records[0], records[1:]
+    assert rows, "no rows"
+    assert [len(r) for r in rows] == [len(header)] * len(rows), [r[:2] for r in rows if len(r) != len(header)]
+    assert not any(r[0].startswith("#") for r in rows)
+    return records
+
+
+def test_streamed_csv_exports_are_pure_data_with_the_same_columns_on_every_line(
+    api, auditor, tenant_member, lab, tenant, catalog, run_tasks
+):
+    """Reproduction: GET /api/exports/audit-events/?format=csv ended with an unquoted ``#manifest,{json}``
+    row that spreadsheets read as data."""
+    from allocations.services.request import request_desktop
+
+    lab("lab-a40=A40x1")
+    tenant.quota.max_framebuffer_mib = 100000
+    tenant.quota.save()
+    template = make_template("CAD", profile=VGPUProfile.objects.get(name="A40-8Q"), tenants=[tenant])
+    with run_tasks():
+        request_desktop(actor=tenant_member, template_id=template.pk, duration_hours=1)
+    with transaction.atomic():
+        audit.record("thing.changed", actor=None, object_type="t", object_repr='a, "quoted"\nvalue', after={"k": "a,b"})
+    for user, url in [
+        (auditor, "/api/exports/audit-events/"),
+        (auditor, "/api/exports/allocations/"),
+        (tenant_member, "/api/exports/allocations/"),
+    ]:
+        response = api.as_user(user).get(url, {"format": "csv"})
+        data = body(response)
+        assert_pure_csv(data)
+        manifest = json.loads(fetch_manifest(api, user, response))
+        assert manifest["rows"] == data.decode().count("\n") - 1 - ("audit" in url)  # one cell holds a newline
+        assert manifest["body_sha256"] == __import__("hashlib").sha256(data).hexdigest()
+
+
+def test_background_csv_job_keeps_its_manifest_beside_the_file_and_verifies_offline(
+    api, auditor, run_tasks, settings, tmp_path, capsys
+):
+    settings.VAR_DIR = tmp_path
+    events(3)
+    with run_tasks():
+        created = api.as_user(auditor).post(
+            "/api/export-jobs/", {"kind": "audit-events", "format": "csv"}, format="json"
+        )
+    job = ExportJob.objects.get(pk=created.json()["id"])
+    assert job.status == "done"
+    client = api.as_user(auditor)
+    data = b"".join(client.get(f"/api/export-jobs/{job.pk}/download/").streaming_content)
+    assert_pure_csv(data)
+    sidecar = tmp_path / "exports" / f"{job.filename}.manifest.json"
+    assert json.loads(sidecar.read_bytes()) == job.manifest
+    got = client.get(f"/api/export-jobs/{job.pk}/download/", {"part": "manifest"})
+    assert got.status_code == 200 and json.loads(got.content) == job.manifest
+    assert client.get(f"/api/export-jobs/{job.pk}/download/", {"part": "everything"}).status_code == 400
+    assert AuditEvent.objects.filter(verb="export.downloaded").count() == 1  # the manifest is no data
+
+    call_command("verify_export", job.path)  # FILE.manifest.json beside it
+    assert f"OK: {job.filename}: {job.rows} audit-events rows" in capsys.readouterr().out
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_bytes(sidecar.read_bytes())
+    sidecar.unlink()
+    with pytest.raises(CommandError, match="a CSV export is pure data: give its manifest"):
+        call_command("verify_export", job.path)
+    call_command("verify_export", job.path, "--manifest", str(elsewhere))
+    assert "OK:" in capsys.readouterr().out
+    forged = json.loads(elsewhere.read_bytes())
+    forged["rows"] += 1
+    elsewhere.write_text(json.dumps(forged))
+    with pytest.raises(CommandError, match="does not verify"):
+        call_command("verify_export", job.path, "--manifest", str(elsewhere))
+
+
+def test_a_csv_written_before_the_manifest_moved_out_still_verifies(api, auditor, tmp_path, capsys):
+    events(2)
+    response = api.as_user(auditor).get("/api/exports/audit-events/", {"format": "csv", "verb": "thing.changed"})
+    data = body(response)
+    manifest = json.loads(fetch_manifest(api, auditor, response))
+    legacy = tmp_path / "old.csv"
+    legacy.write_bytes(data + b"#manifest," + json.dumps(manifest).encode() + b"\n")
+    call_command("verify_export", str(legacy))
+    assert "OK: old.csv: 2 audit-events rows" in capsys.readouterr().out
+
+
+def test_a_streamed_download_stopped_half_way_keeps_no_manifest(auditor):
+    from reports import exports
+
+    events(2)
+    export = exports.build_export(auditor, "audit-events", "csv", {})
+    job = exports.record_streamed(auditor, "audit-events", "csv", {})
+    chunks = exports.stream_recording_manifest(export, job)
+    next(chunks)
+    chunks.close()  # the client went away
+    job.refresh_from_db()
+    assert job.status == "failed" and job.manifest is None and "stopped before its end" in job.error
+
+
+def test_my_exports_page_offers_each_exports_manifest(api, auditor, client, run_tasks, settings, tmp_path):
+    settings.VAR_DIR = tmp_path
+    events(1)
+    body(api.as_user(auditor).get("/api/exports/audit-events/", {"format": "csv"}))
+    with run_tasks():
+        api.as_user(auditor).post("/api/export-jobs/", {"kind": "audit-events", "format": "csv"}, format="json")
+    streamed, background = ExportJob.objects.order_by("id")
+    client.force_login(auditor)
+    page = client.get("/exports/").content.decode()
+    for job in (streamed, background):
+        assert f'/api/export-jobs/{job.pk}/download/?part=manifest">Manifest</a>' in page
+    assert f'/api/export-jobs/{background.pk}/download/">Download</a>' in page
+    assert f'/api/export-jobs/{streamed.pk}/download/">Download</a>' not in page
+    gone = api.as_user(auditor).get(f"/api/export-jobs/{streamed.pk}/download/")
+    assert gone.status_code == 404 and "?part=manifest" in gone.json()["error"]["message"]

@@ -253,7 +253,8 @@ function showIdleWarning(detail) {
   if (when) at = new Date(when);
   const seconds = detail && (detail.seconds ?? detail.in_s ?? detail.seconds_left);
   if ((!at || isNaN(at)) && seconds != null) at = new Date(Date.now() + 1000 * Number(seconds));
-  const time = at && !isNaN(at) ? at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" }) : "soon";
+  // in the person's zone, labelled as the pages label times (tz.js)
+  const time = at && !isNaN(at) && window.portalTime ? window.portalTime.format(at, { seconds: true, timeOnly: true }) : "soon";
   idleNote.textContent = `This console is closing at ${time} for inactivity — move the mouse or type to keep it open.`;
   idleNote.hidden = false;
 }

@@ -47,7 +47,7 @@
   function resync() {
     var ids = {};
     document.querySelectorAll("[data-desktop-id] .status-requested, [data-desktop-id] .status-provisioning, " +
-      "[data-desktop-id] .status-stopping").forEach(function (badge) {
+      "[data-desktop-id] .status-stopping, [data-desktop-id] .status-rebooting").forEach(function (badge) {
       ids[badge.closest("[data-desktop-id]").dataset.desktopId] = true;
     });
     Object.keys(ids).forEach(refreshDesktop);
@@ -124,11 +124,17 @@
     })});
   }
 
-  // The parts of the page that show this desktop are fetched again; a new desktop of mine appears at
-  // the top of "My desktops" (its row as the server renders it). The host page refreshes its own list
-  // on "desktop-changed".
+  // The parts of the page that show this desktop are fetched again, and the quota card of its tenant
+  // (the home page's usage bars: data-tenant-id); a new desktop of mine appears at the top of "My
+  // desktops" (its row as the server renders it). The host page refreshes its own list on
+  // "desktop-changed".
   function desktopStatus(d) {
     refreshDesktop(d.id);
+    if (d.tenant_id != null && d.verb !== "desktop.progress") {
+      document.querySelectorAll('[data-live-part][data-tenant-id="' + d.tenant_id + '"]').forEach(function (el) {
+        fetchPart(el.dataset.livePart);
+      });
+    }
     var mine = document.querySelector("#my-desktops tbody");
     var shown = document.querySelector('[data-desktop-id="' + d.id + '"]');
     if (mine && !shown && String(d.owner_id) === body.dataset.user) {
