@@ -145,7 +145,7 @@ def reboot(self, desktop_id: int) -> str | None:
         if exc.retryable and self.request.retries < self.max_retries:
             raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
         log.warning("desktop %s: reboot failed: %s", desktop_id, exc)
-        lifecycle.finish_reboot(desktop.pk, failure=f"the host could not restart it ({exc})")
+        lifecycle.finish_reboot(desktop.pk, failure="the host could not restart it", detail=str(exc))
         return "failed"
     Desktop.objects.filter(pk=desktop.pk).update(vnc_port=info.vnc_port)
     try:

@@ -55,9 +55,33 @@ def ownership_metadata(desktop: Desktop) -> dict:
     }
 
 
+def claims_domain(desktop: Desktop, info: DomainInfo | None) -> bool:
+    """Is the existing domain ``info`` (named like this desktop's) this desktop's own? Nothing there, or a
+    domain whose metadata names this deployment and this desktop (or, made before domains named their
+    deployment, this desktop alone). A domain of another deployment sharing the daemon is never adopted,
+    rebooted or removed in this desktop's name."""
+    if info is None:
+        return True
+    deployment = info.metadata.get("deployment")
+    if deployment is not None and deployment != settings.PORTAL_DEPLOYMENT_ID:
+        return False
+    return str(info.metadata.get("desktop", "")) == str(desktop.pk)
+
+
+def _require_own_domain(driver, desktop: Desktop) -> None:
+    if not claims_domain(desktop, driver.domain_info(desktop.domain_name)):
+        raise DriverError(
+            f"a domain named {desktop.domain_name} on {desktop.host.name} belongs to something else "
+            f"(another portal deployment or a guest the portal did not make); it is left alone",
+            retryable=False,
+        )
+
+
 def build_desktop(desktop: Desktop) -> DomainInfo:
-    """Create the vGPU instance, define and start the domain. Safe to run again."""
+    """Create the vGPU instance, define and start the domain. Safe to run again; refuses (DriverError,
+    not retryable) when a domain of that name exists that is not this desktop's."""
     driver = driver_for(desktop.host)
+    _require_own_domain(driver, desktop)
     if desktop.mdev_uuid:
         gpu = desktop.gpus.select_related("host").get()
         uuid = str(desktop.mdev_uuid)
@@ -70,7 +94,8 @@ def build_desktop(desktop: Desktop) -> DomainInfo:
 def teardown_desktop(desktop: Desktop) -> None:
     """Power off and remove the domain, then its vGPU instance. Anything already gone is fine."""
     driver = driver_for(desktop.host)
-    if desktop.domain_name:  # none yet: its build never started, nothing was defined
+    # none yet: its build never started, nothing was defined; another's domain of that name: not ours
+    if desktop.domain_name and claims_domain(desktop, driver.domain_info(desktop.domain_name)):
         driver.destroy_domain(desktop.domain_name)
         driver.undefine_domain(desktop.domain_name)
     if desktop.mdev_uuid:
@@ -86,5 +111,6 @@ def wait_until_ready(desktop: Desktop) -> None:
 def reboot_desktop(desktop: Desktop) -> DomainInfo:
     """Power-cycle the domain (a fresh QEMU: its console and serial log start over)."""
     driver = driver_for(desktop.host)
+    _require_own_domain(driver, desktop)
     driver.destroy_domain(desktop.domain_name)
     return driver.start_domain(desktop.domain_name)

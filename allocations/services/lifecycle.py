@@ -212,19 +212,22 @@ def reboot_desktop(desktop: Desktop, *, actor) -> Desktop:
     return locked
 
 
-def finish_reboot(desktop_id: int, *, failure: str = "") -> bool:
+def finish_reboot(desktop_id: int, *, failure: str = "", detail: str = "") -> bool:
     """End a reboot of a running desktop: ``desktop.rebooted`` with its reason cleared, or, given
     ``failure`` (in words), ``desktop.reboot_failed`` with the desktop's reason saying it. The desktop
     stays running either way (it holds its host; its owner may reboot again or release it). A conditional
     update, like ``note_progress``: a desktop that moved on meanwhile is left alone. Returns whether
-    it was written."""
+    it was written. ``detail`` (the host's own words) goes to the audit event only, for admins."""
     reason = f"the reboot failed: {failure}"[:500] if failure else ""
     with transaction.atomic():
         if not Desktop.objects.filter(pk=desktop_id, status=DesktopStatus.RUNNING).update(status_reason=reason):
             return False
         desktop = Desktop.objects.select_related("tenant").get(pk=desktop_id)
         verb = "desktop.reboot_failed" if failure else "desktop.rebooted"
-        record_desktop_event(desktop, verb, actor=None, before={}, after={"reason": reason} if reason else {})
+        after = {"reason": reason} if reason else {}
+        if detail:
+            after["detail"] = detail
+        record_desktop_event(desktop, verb, actor=None, before={}, after=after)
     return True
 
 

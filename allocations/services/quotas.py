@@ -14,6 +14,7 @@ from allocations.models import Desktop, Quota, QuotaRequest
 from audit import services as audit
 from core.errors import Conflict, Forbidden, PortalError
 from core.limits import MAX_DESKTOP_HOURS, MAX_DESKTOPS, MAX_FRAMEBUFFER_MIB, MAX_REASON_CHARS
+from core.units import gib
 from core.writes import create_object
 from tenancy.models import Tenant
 from tenancy.roles import is_platform_admin
@@ -92,8 +93,8 @@ def check_room(quota: Quota, usage: Usage, *, framebuffer_mib: int, profile_name
         )
     if usage.framebuffer_mib + framebuffer_mib > quota.max_framebuffer_mib:
         raise QuotaExceeded(
-            f"This desktop needs {framebuffer_mib} MiB of GPU framebuffer; your tenant uses "
-            f"{usage.framebuffer_mib} of {quota.max_framebuffer_mib} MiB allowed.",
+            f"This desktop needs {gib(framebuffer_mib)} of GPU framebuffer; your tenant uses "
+            f"{gib(usage.framebuffer_mib)} of {gib(quota.max_framebuffer_mib)} allowed.",
             details={
                 "resource": "framebuffer_mib",
                 "used": usage.framebuffer_mib,

@@ -137,7 +137,7 @@ def test_a_passthrough_template_over_the_framebuffer_quota_is_not_offered(client
     tenant.quota.save()
     client.force_login(tenant_member)
     page = client.get("/desktops/new/").content.decode()
-    assert "Over quota: This desktop needs 49152 MiB of GPU framebuffer" in page
+    assert "Over quota: This desktop needs 48.0 GiB of GPU framebuffer" in page
 
 
 def _as_compared(html: str) -> str:

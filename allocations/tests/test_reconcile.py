@@ -260,3 +260,27 @@ def test_heartbeat_of_an_unreachable_host_fails(db):
     host = Host.objects.create(name="far", libvirt_uri="qemu+tcp://127.0.0.1:1/system", state="online")
     assert inventory_tasks.heartbeat.apply(args=[host.pk]).get() is False
     assert Host.objects.get(pk=host.pk).last_heartbeat is None
+
+
+def test_a_domain_of_another_deployment_named_like_a_desktop_is_never_adopted_or_removed(
+    lab, catalog, tenant, tenant_member
+):
+    """Two portals on one daemon both name domains desktop-<id>: the build must not define over, start,
+    reboot or tear down the other portal's guest; it fails in words and leaves it running."""
+    host = lab()
+    template = make_template("CAD", profile=VGPUProfile.objects.get(name="A40-8Q"), tenants=[tenant])
+    desktop = request_desktop(actor=tenant_member, template_id=template.pk, duration_hours=2, queue_provisioning=False)
+    driver = driver_for(host)
+    theirs = f"desktop-{desktop.pk}"
+    plant(driver, theirs, deployment="staging-portal", host=host.name, desktop=desktop.pk)
+    assert tasks.provision.apply(args=[desktop.pk]).get() == "failed"
+    desktop.refresh_from_db()
+    assert desktop.status == DesktopStatus.FAILED
+    assert desktop.status_reason == "The desktop could not be started on its host."
+    detail = AuditEvent.objects.get(verb="desktop.failed", object_id=str(desktop.pk)).after["detail"]
+    assert "belongs to something else" in detail
+    info = driver.domain_info(theirs)
+    assert info is not None and info.state == "running" and info.metadata["deployment"] == "staging-portal"
+    assert not hosting.claims_domain(desktop, info)
+    hosting.teardown_desktop(desktop)  # the teardown of a desktop never removes a domain that is not its own
+    assert driver.domain_info(theirs).state == "running"

@@ -5,6 +5,7 @@ from django.utils import dateformat, timezone
 from django.utils.html import format_html
 
 from core.timezones import label
+from core.units import gib
 
 register = template.Library()
 
@@ -12,11 +13,7 @@ register = template.Library()
 @register.filter
 def filesizeformat_mib(value) -> str:
     """Memory in one unit everywhere: GiB with one decimal (512 → '0.5 GiB', 16384 → '16.0 GiB')."""
-    try:
-        mib = int(value)
-    except (TypeError, ValueError):
-        return ""
-    return f"{mib / 1024:.1f} GiB"
+    return gib(value)
 
 
 @register.filter
