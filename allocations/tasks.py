@@ -118,7 +118,8 @@ def teardown(self, desktop_id: int) -> str | None:
         lifecycle.transition(
             desktop.pk,
             DesktopStatus.FAILED,
-            reason=f"teardown failed: {exc}; the reconciler will remove what is left",
+            reason="The host could not remove the desktop; the reconciler will remove what is left.",
+            detail=f"teardown: {exc}",  # libvirt's words: for admins (audit), not the owner's page
         )
         return "failed"
     final = lifecycle.teardown_end_status(desktop)

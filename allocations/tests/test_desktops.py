@@ -11,7 +11,7 @@ from allocations import tasks
 from allocations.choices import TRANSITIONS, DesktopStatus
 from allocations.exceptions import InvalidTransition, NoCapacity, NotAllowed, QuotaExceeded
 from allocations.models import Desktop
-from allocations.services import lifecycle
+from allocations.services import hosting, lifecycle
 from allocations.services.request import request_desktop
 from allocations.tests.factories import make_membership, make_template, make_user
 from audit.models import AuditEvent
@@ -616,3 +616,24 @@ def test_a_libvirt_failure_shows_the_owner_a_sentence_and_keeps_libvirts_text_fo
     assert "doesn&#x27;t support passthrough" not in owners
     client.force_login(platform_admin)
     assert "host doesn&#x27;t support passthrough of host PCI devices" in client.get(page).content.decode()
+
+
+def test_a_failed_teardown_tells_the_owner_in_words_and_keeps_libvirts_text_for_admins(
+    lab, tenant_member, a40_template, run_tasks, monkeypatch
+):
+    """Reproduction: the owner's page showed "teardown failed: <libvirt's error text>"."""
+    lab()
+    with run_tasks():
+        desktop = ask(tenant_member, a40_template)
+    lifecycle.release_desktop(desktop, actor=tenant_member)
+
+    def refuses(d):
+        raise DriverError("internal error: process exited while connecting to monitor", retryable=False)
+
+    monkeypatch.setattr(hosting, "teardown_desktop", refuses)
+    assert tasks.teardown.apply(args=[desktop.pk]).get() == "failed"
+    desktop.refresh_from_db()
+    assert desktop.status == DesktopStatus.FAILED
+    assert desktop.status_reason == "The host could not remove the desktop; the reconciler will remove what is left."
+    event = AuditEvent.objects.about(desktop).get(verb="desktop.failed")
+    assert "process exited while connecting to monitor" in event.after["detail"]
