@@ -37,10 +37,11 @@ run: seed redis
 # next `make run` (release their desktops in the portal first to end them); it says how many.
 stop:
 	@if [ -s var/run.pids ]; then \
-	    for pid in $$(cat var/run.pids); do kill -TERM -- -$$pid 2>/dev/null || kill -TERM $$pid 2>/dev/null || true; done; \
-	    for _ in $$(seq 100); do alive=0; for pid in $$(cat var/run.pids); do kill -0 $$pid 2>/dev/null && alive=1; done; \
+	    pids=$$(cat var/run.pids); \
+	    for pid in $$pids; do kill -TERM -- -$$pid 2>/dev/null || kill -TERM $$pid 2>/dev/null || true; done; \
+	    for _ in $$(seq 100); do alive=0; for pid in $$pids; do kill -0 $$pid 2>/dev/null && alive=1; done; \
 	        [ $$alive = 0 ] && break; sleep 0.2; done; \
-	    for pid in $$(cat var/run.pids); do kill -KILL -- -$$pid 2>/dev/null || kill -KILL $$pid 2>/dev/null || true; done; \
+	    for pid in $$pids; do kill -KILL -- -$$pid 2>/dev/null || kill -KILL $$pid 2>/dev/null || true; done; \
 	    rm -f var/run.pids; echo "Portal, workers, beat and console relay stopped"; \
 	else echo "Portal: not running (no var/run.pids)"; fi
 	@if [ "$$(redis-cli -u $(REDIS_URL) config get dir 2>/dev/null | sed -n 2p)" = "$(CURDIR)/var/redis" ]; then \
