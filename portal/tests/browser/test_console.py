@@ -307,6 +307,8 @@ def test_the_console_reconnects_by_itself_when_the_path_to_the_host_drops(
     page.wait_for_function(f"() => ({canvas_width})() === {scaled}")
     page.click("[data-action=fullscreen]")
     page.wait_for_function("() => document.fullscreenElement?.id === 'console'")
+    # the label follows on the fullscreenchange event, which may come a moment after fullscreenElement is set
+    page.wait_for_function("() => document.querySelector('[data-action=fullscreen]').textContent === 'Exit fullscreen'")
     assert page.locator("[data-action=fullscreen]").inner_text() == "Exit fullscreen"
     shoot(page, screenshot, "console-fullscreen")
     page.click("[data-action=fullscreen]")
