@@ -48,6 +48,7 @@ from ws_fanout import (  # noqa: E402  (bench/ is not a package)
     cpu_seconds,
     free_port,
     recreate_database,
+    signed_in_session,
     with_db,
     with_redis_db,
 )
@@ -264,8 +265,7 @@ async def measure(stream, seconds: float, keys: int) -> dict:
 def prepare(count: int, relay: str, uri: str) -> list[dict]:
     """Members, their running desktops on the bench host (its console relay at ``relay``), a signed-in
     session each. Returns [{desktop, session}]."""
-    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
-    from django.contrib.sessions.backends.db import SessionStore
+    from django.contrib.auth import get_user_model
     from django.utils import timezone
 
     from allocations.models import Desktop, DesktopTemplate, Quota
@@ -302,12 +302,7 @@ def prepare(count: int, relay: str, uri: str) -> list[dict]:
             started_at=now,
             expires_at=now + timezone.timedelta(hours=1),
         )
-        session = SessionStore()
-        session[SESSION_KEY] = str(user.pk)
-        session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-        session[HASH_SESSION_KEY] = user.get_session_auth_hash()
-        session.create()
-        rows.append({"desktop": desktop.pk, "session": session.session_key})
+        rows.append({"desktop": desktop.pk, "session": signed_in_session(user)})
     return rows
 
 

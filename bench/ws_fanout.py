@@ -219,9 +219,8 @@ def recreate_database(base_url: str, name: str, *, drop_only: bool = False) -> N
 
 def make_operators(count: int) -> list[str]:
     """``count`` platform admins with a signed-in session each; returns their session keys."""
-    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
+    from django.contrib.auth import get_user_model
     from django.contrib.auth.hashers import make_password
-    from django.contrib.sessions.backends.db import SessionStore
 
     from tenancy.models import Membership
     from tenancy.roles import Role
@@ -231,15 +230,20 @@ def make_operators(count: int) -> list[str]:
     User.objects.bulk_create([User(username=f"bench-op-{i:04d}", password=unusable) for i in range(count)])
     users = list(User.objects.filter(username__startswith="bench-op-").order_by("username"))
     Membership.objects.bulk_create([Membership(user=u, role=Role.PLATFORM_ADMIN) for u in users])
-    keys = []
-    for user in users:
-        session = SessionStore()
-        session[SESSION_KEY] = str(user.pk)
-        session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-        session[HASH_SESSION_KEY] = user.get_session_auth_hash()
-        session.create()
-        keys.append(session.session_key)
-    return keys
+    return [signed_in_session(user) for user in users]
+
+
+def signed_in_session(user) -> str:
+    """A database session signed in as ``user`` (as the login view leaves it); its key, for the cookie."""
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.sessions.backends.db import SessionStore
+
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.create()
+    return session.session_key
 
 
 class Daphne:

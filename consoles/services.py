@@ -16,8 +16,8 @@ from django.utils import timezone
 
 from allocations.choices import DesktopStatus
 from allocations.models import Desktop
+from allocations.services import lifecycle
 from allocations.services.access import get_desktop_for
-from audit import services as audit
 from audit.context import audit_context
 from consoles.grants import sign_grant
 from consoles.models import ConsoleSession, ConsoleTicket, digest
@@ -160,12 +160,10 @@ def open_session(*, user, desktop: Desktop, source_ip: str | None) -> ConsoleSes
         session = ConsoleSession.objects.create(
             desktop=desktop, user=user, source_ip=source_ip, last_seen=timezone.now()
         )
-        audit.record_row(
+        lifecycle.audit_desktop(
             "console.opened",
             desktop,
             actor=user,
-            tenant=desktop.tenant,
-            text=desktop.name,
             after={"source_ip": source_ip, "by": "owner" if desktop.owner_id == user.pk else "platform admin"},
         )
     return session
@@ -195,12 +193,10 @@ def close_session(session_id: int, *, code: int, reason: str, bytes_to_guest: in
             return False
         session = ConsoleSession.objects.select_related("desktop__tenant", "user").get(pk=session_id)
         with audit_context(source_ip=session.source_ip):
-            audit.record_row(
+            lifecycle.audit_desktop(
                 "console.closed",
                 session.desktop,
                 actor=session.user,
-                tenant=session.desktop.tenant,
-                text=session.desktop.name,
                 after={
                     "duration_s": round((now - session.opened_at).total_seconds(), 1),
                     "bytes_to_guest": bytes_to_guest,

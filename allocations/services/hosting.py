@@ -55,17 +55,31 @@ def ownership_metadata(desktop: Desktop) -> dict:
     }
 
 
+#: Whose a domain is, read from what ``ownership_metadata`` wrote (``owner_of``).
+NOT_PORTAL, FOREIGN, UNOWNED, OURS = "not-portal", "foreign", "unowned", "ours"
+
+
+def owner_of(metadata: dict, *, host: str, deployment: str | None = None) -> str:
+    """Whose a domain is, from its portal metadata: OURS only when both deployment and host match."""
+    if "desktop" not in metadata:
+        return NOT_PORTAL
+    if not metadata.get("deployment") or not metadata.get("host"):
+        return UNOWNED
+    deployment = deployment or settings.PORTAL_DEPLOYMENT_ID
+    return OURS if (metadata["deployment"], metadata["host"]) == (deployment, host) else FOREIGN
+
+
 def claims_domain(desktop: Desktop, info: DomainInfo | None) -> bool:
     """Is the existing domain ``info`` (named like this desktop's) this desktop's own? Nothing there, or a
-    domain whose metadata names this deployment and this desktop (or, made before domains named their
-    deployment, this desktop alone). A domain of another deployment sharing the daemon is never adopted,
+    domain of this desktop that ``owner_of`` says is ours (or, made before domains named their deployment,
+    names this desktop alone). A domain of another deployment sharing the daemon is never adopted,
     rebooted or removed in this desktop's name."""
     if info is None:
         return True
-    deployment = info.metadata.get("deployment")
-    if deployment is not None and deployment != settings.PORTAL_DEPLOYMENT_ID:
+    if str(info.metadata.get("desktop", "")) != str(desktop.pk):
         return False
-    return str(info.metadata.get("desktop", "")) == str(desktop.pk)
+    owner = owner_of(info.metadata, host=desktop.host.name)
+    return owner == OURS or (owner == UNOWNED and "deployment" not in info.metadata)
 
 
 def _require_own_domain(driver, desktop: Desktop) -> None:

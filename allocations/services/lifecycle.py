@@ -26,10 +26,18 @@ from inventory.models import Host
 from inventory.services import capacity
 
 
+def audit_desktop(verb: str, desktop: Desktop, *, actor, before: dict | None = None, after: dict | None = None):
+    """Audit ``verb`` about the desktop, in the caller's transaction: named by its name, on its tenant, so
+    it lands on the desktop's timeline (``AuditEvent.objects.about(desktop)``)."""
+    return audit.record_row(
+        verb, desktop, actor=actor, tenant=desktop.tenant, text=desktop.name, before=before, after=after
+    )
+
+
 def record_desktop_event(desktop: Desktop, verb: str, *, actor, before: dict | None, after: dict | None) -> None:
     """Audit ``verb`` on the desktop (in the caller's transaction) and tell its owner and the operators
     after commit."""
-    audit.record_row(verb, desktop, actor=actor, tenant=desktop.tenant, text=desktop.name, before=before, after=after)
+    audit_desktop(verb, desktop, actor=actor, before=before, after=after)
     publish_desktop(desktop, verb)
 
 
@@ -251,14 +259,7 @@ def expire_due_desktops(now=None) -> dict:
         with transaction.atomic():
             if Desktop.objects.filter(pk=desktop.pk, expiry_warned_at__isnull=True).update(expiry_warned_at=now):
                 warned += 1
-                audit.record_row(
-                    "desktop.expiry_warning",
-                    desktop,
-                    actor=None,
-                    tenant=desktop.tenant,
-                    text=desktop.name,
-                    after={"expires_at": desktop.expires_at},
-                )
+                audit_desktop("desktop.expiry_warning", desktop, actor=None, after={"expires_at": desktop.expires_at})
     expired = 0
     for desktop in Desktop.objects.filter(status=DesktopStatus.RUNNING, expires_at__lte=now).select_related("host"):
         try:

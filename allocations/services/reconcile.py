@@ -28,7 +28,6 @@ import logging
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -36,6 +35,7 @@ from allocations.choices import FINAL_STATUSES, HOLDING_STATUSES, DesktopStatus,
 from allocations.exceptions import InvalidTransition
 from allocations.models import Desktop
 from allocations.services import lifecycle
+from allocations.services.hosting import FOREIGN, NOT_PORTAL, OURS, UNOWNED, owner_of
 from audit import services as audit
 from inventory.drivers.base import DomainInfo, DriverError
 from inventory.models import Host
@@ -43,8 +43,6 @@ from inventory.services.connect import driver_for
 
 log = logging.getLogger(__name__)
 
-#: What a domain is to the reconciler of one host (``owner_of``).
-NOT_PORTAL, FOREIGN, UNOWNED, OURS = "not-portal", "foreign", "unowned", "ours"
 MAX_STORED_PROBLEMS = 50  # kept on the host row for its page; the task logs every one
 
 
@@ -62,16 +60,6 @@ class ReconcileReport:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def owner_of(metadata: dict, *, host: str, deployment: str | None = None) -> str:
-    """Whose a domain is, from its portal metadata: OURS only when both deployment and host match."""
-    if "desktop" not in metadata:
-        return NOT_PORTAL
-    if not metadata.get("deployment") or not metadata.get("host"):
-        return UNOWNED
-    deployment = deployment or settings.PORTAL_DEPLOYMENT_ID
-    return OURS if (metadata["deployment"], metadata["host"]) == (deployment, host) else FOREIGN
 
 
 @contextmanager

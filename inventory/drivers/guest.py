@@ -34,6 +34,10 @@ def _stopped(name: str) -> DriverError:
     return DriverError(f"{name} stopped before its guest was ready", retryable=False)
 
 
+def _not_up(name: str, timeout_s: float, detail: str) -> DriverError:
+    return DriverError(f"the guest of {name} did not come up within {timeout_s:g} s", retryable=False, detail=detail)
+
+
 def log_has_banner(path: Path, banner: bytes = LAB_READY_BANNER) -> bool:
     try:
         return banner in path.read_bytes()
@@ -58,11 +62,7 @@ def wait_for_banner(
         if not is_running():
             raise _stopped(name)
         if clock() >= deadline:
-            raise DriverError(
-                f"the guest of {name} did not come up within {timeout_s:g} s",
-                retryable=False,
-                detail=f"no {LAB_READY_BANNER.decode()} banner in its serial log {path}",
-            )
+            raise _not_up(name, timeout_s, f"no {LAB_READY_BANNER.decode()} banner in its serial log {path}")
         sleep(POLL_S)
 
 
@@ -98,9 +98,9 @@ def wait_for_agent(
         if not active:
             raise _stopped(name)
         if clock() >= deadline:
-            raise DriverError(
-                f"the guest of {name} did not come up within {timeout_s:g} s",
-                retryable=False,
-                detail=f"its qemu guest agent does not answer ({message}); is qemu-guest-agent installed in the image?",
+            raise _not_up(
+                name,
+                timeout_s,
+                f"its qemu guest agent does not answer ({message}); is qemu-guest-agent installed in the image?",
             )
         sleep(1.0)
