@@ -225,6 +225,12 @@ class Desktop(models.Model):
     expiry_warned_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
 
+    # The worker task building or removing it holds a lease, renewed while it works (services.leases):
+    # one whose worker died lapses, and the sweeper queues the task again within a minute.
+    lease_holder = models.CharField(max_length=64, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    requeued_at = models.DateTimeField(null=True, blank=True)
+
     objects = DesktopQuerySet.as_manager()
 
     class Meta:

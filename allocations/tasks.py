@@ -13,7 +13,7 @@ from django.utils import timezone
 from allocations.choices import DesktopStatus, EndReason
 from allocations.exceptions import InvalidTransition
 from allocations.models import Desktop
-from allocations.services import hosting, lifecycle
+from allocations.services import hosting, leases, lifecycle
 from allocations.services.reconcile import reconcile_host
 from inventory.drivers.base import DriverError
 from inventory.models import Host
@@ -29,6 +29,11 @@ BUILD_FAILED = "The desktop could not be started on its host."  # libvirt's word
 
 def _backoff(retries: int) -> int:
     return min(120, 2 * 3**retries)  # 2, 6, 18, 54, 120 s
+
+
+def _holder(task) -> str:
+    """The lease holder's name: the task's id (kept across its retries)."""
+    return (task.request.id or "")[:64] or f"eager-{id(task)}"
 
 
 def _load(desktop_id: int) -> Desktop | None:
@@ -59,9 +64,16 @@ def _fail(desktop: Desktop, reason: str, detail: str = "") -> None:
 
 @shared_task(bind=True, acks_late=True, max_retries=MAX_RETRIES, soft_time_limit=TIME_LIMIT, time_limit=TIME_LIMIT + 30)
 def provision(self, desktop_id: int) -> str | None:
+    with leases.held(desktop_id, _holder(self), (DesktopStatus.REQUESTED, DesktopStatus.PROVISIONING)) as lease:
+        if lease is None:
+            return None  # released, failed or running already, or a live worker is building it
+        return _provision(self, desktop_id, lease)
+
+
+def _provision(self, desktop_id: int, lease: leases.Lease) -> str | None:
     desktop = _load(desktop_id)
     if desktop is None or desktop.status not in (DesktopStatus.REQUESTED, DesktopStatus.PROVISIONING):
-        return None  # released, failed or running already: nothing to do
+        return None
     if desktop.status == DesktopStatus.REQUESTED:
         desktop = lifecycle.transition(desktop.pk, DesktopStatus.PROVISIONING, reason="building on the host")
         desktop = _load(desktop_id)
@@ -79,6 +91,7 @@ def provision(self, desktop_id: int) -> str | None:
     except DriverError as exc:
         if exc.retryable and self.request.retries < self.max_retries:
             log.info("desktop %s: transient error, retrying: %s", desktop_id, exc)
+            lease.keep_for(_backoff(self.request.retries))  # the retry is this task's: no one else meanwhile
             raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
         if not _still(desktop, DesktopStatus.PROVISIONING):
             return None  # released while it was built or booted: the queued teardown removes it
@@ -104,6 +117,13 @@ def provision(self, desktop_id: int) -> str | None:
 
 @shared_task(bind=True, acks_late=True, max_retries=MAX_RETRIES, soft_time_limit=TIME_LIMIT, time_limit=TIME_LIMIT + 30)
 def teardown(self, desktop_id: int) -> str | None:
+    with leases.held(desktop_id, _holder(self), (DesktopStatus.STOPPING,)) as lease:
+        if lease is None:
+            return None  # done already, or a live worker is removing it
+        return _teardown(self, desktop_id, lease)
+
+
+def _teardown(self, desktop_id: int, lease: leases.Lease) -> str | None:
     desktop = _load(desktop_id)
     if desktop is None or desktop.status != DesktopStatus.STOPPING:
         return None
@@ -114,6 +134,7 @@ def teardown(self, desktop_id: int) -> str | None:
         return "failed"
     except DriverError as exc:
         if exc.retryable and self.request.retries < self.max_retries:
+            lease.keep_for(_backoff(self.request.retries))
             raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
         lifecycle.transition(
             desktop.pk,
@@ -170,8 +191,10 @@ def expire_due() -> dict:
 
 @shared_task
 def sweep_stuck() -> dict:
-    """Beat: desktops stuck in flight (``lifecycle.sweep_stuck_desktops``)."""
-    return lifecycle.sweep_stuck_desktops()
+    """Beat: tasks whose worker died or whose order was lost are queued again (``leases.requeue_lost``);
+    desktops stuck in flight past the cut-off fail or are given up on (``lifecycle.sweep_stuck_desktops``)."""
+    counts = lifecycle.sweep_stuck_desktops()  # first: what is past the cut-off is given up, not resumed
+    return {"requeued": leases.requeue_lost(), **counts}
 
 
 @shared_task(bind=True, acks_late=True, soft_time_limit=120, time_limit=150)

@@ -17,7 +17,8 @@ app.conf.beat_schedule = {
     "send-heartbeats": {"task": "inventory.tasks.send_heartbeats", "schedule": 30.0},
     "check-heartbeats": {"task": "inventory.tasks.check_heartbeats", "schedule": 30.0},
     "expire-due-desktops": {"task": "allocations.tasks.expire_due", "schedule": 30.0},
-    "sweep-stuck-desktops": {"task": "allocations.tasks.sweep_stuck", "schedule": 120.0},
+    # Often: a desktop whose worker died is picked up again within a minute (allocations/services/leases.py).
+    "sweep-stuck-desktops": {"task": "allocations.tasks.sweep_stuck", "schedule": 15.0},
     "reconcile-hosts": {"task": "allocations.tasks.reconcile_all", "schedule": 300.0},
     "sample-utilization": {
         "task": "inventory.tasks.sample_all_hosts",

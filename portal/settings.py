@@ -129,6 +129,12 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": _VISIBILITY_S,
     "unacked_restore_interval": max(1, min(10, _VISIBILITY_S // 4)),
     "unacked_restore_throttle": 1,
+    # A publisher (web request after commit, beat) whose broker is down fails within ~0.2 s instead of
+    # retrying for seconds: what it sends is in the outbox (core/outbox.py), whose relay retries.
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
 }
 CELERY_TASK_DEFAULT_QUEUE = "celery"
 
@@ -233,6 +239,9 @@ PROFILE_CATALOG = Path(env_str("PROFILE_CATALOG", str(BASE_DIR.parent / "shared"
 PORTAL_DOMAIN_TYPE = env_str("PORTAL_DOMAIN_TYPE", "kvm")
 PORTAL_PROVISION_TIMEOUT_S = env_int("PORTAL_PROVISION_TIMEOUT_S", 300, minimum=10)
 PORTAL_STUCK_AFTER_S = env_int("PORTAL_STUCK_AFTER_S", 900, minimum=30)
+# A worker building or removing a desktop renews its lease every third of this; a lease that lapsed
+# (the worker died) or an order never taken up this long is queued again (allocations/services/leases.py).
+PORTAL_TASK_LEASE_S = env_int("PORTAL_TASK_LEASE_S", 30, minimum=3)
 PORTAL_HEARTBEAT_TIMEOUT_S = env_int("PORTAL_HEARTBEAT_TIMEOUT_S", 120, minimum=10)
 PORTAL_EXPIRY_WARNING_S = env_int("PORTAL_EXPIRY_WARNING_S", 900, minimum=0)
 # Utilization: sampled every few seconds, raw kept for hours, minute averages for weeks.

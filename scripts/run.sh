@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make run`: Redis, the lab (VM lab when libvirt + QEMU can run here, else the test-driver lab),
-# one Celery worker per host queue plus one for the default queue, beat, the console relay, and the ASGI portal
+# one Celery worker per host queue plus one for the default queue, beat, the outbox relay, the console relay, and the ASGI portal
 # in the foreground. Ctrl-C stops the processes it started (`make stop` also stops them from elsewhere,
 # through var/run.pids, and stops Redis and the VM lab daemons). Logs: var/log/.
 set -uo pipefail
@@ -51,6 +51,8 @@ start worker-default $PY -m celery -A portal worker -Q celery -c 1 -n "default@%
 lab_hosts=$(for queue in $queues; do printf '%s,' "${queue#host.}"; done)
 start console-relay $PY manage.py console_relay --listen "${PORTAL_CONSOLE_RELAY:-127.0.0.1:5800}" \
     --uri qemu:///system --hosts "${lab_hosts%,}"
+# Work a change committed while Redis was away reaches the hosts as soon as it is back (core/outbox.py).
+start outbox-relay $PY manage.py relay_outbox
 start beat $PY -m celery -A portal beat -l INFO --schedule var/celerybeat-schedule
 
 echo

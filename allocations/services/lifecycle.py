@@ -21,7 +21,7 @@ from allocations.models import Desktop, Quota
 from audit import services as audit
 from core import live
 from core.errors import PortalError
-from core.queue import enqueue, enqueue_on_commit
+from core.queue import enqueue_on_commit
 from inventory.models import Host
 from inventory.services import capacity
 
@@ -151,12 +151,11 @@ def teardown_end_status(desktop: Desktop) -> str:
     }.get(desktop.end_reason, DesktopStatus.FAILED)
 
 
-def enqueue_host_task(task_name: str, desktop: Desktop, *, on_commit: bool = True) -> None:
-    """Queue ``allocations.tasks.<task_name>`` for the desktop on its host's queue, after the current
-    transaction commits (or now, ``on_commit=False``)."""
+def enqueue_host_task(task_name: str, desktop: Desktop) -> None:
+    """Queue ``allocations.tasks.<task_name>`` for the desktop on its host's queue with the current
+    transaction (through the outbox: delivered after commit, also when the broker is briefly away)."""
     queue = desktop.host.queue if desktop.host_id else None
-    send = enqueue_on_commit if on_commit else enqueue
-    send(f"allocations.tasks.{task_name}", desktop.pk, queue=queue)
+    enqueue_on_commit(f"allocations.tasks.{task_name}", desktop.pk, queue=queue)
 
 
 def release_desktop(desktop: Desktop, *, actor, end_reason: str = EndReason.RELEASED, reason: str = "") -> Desktop:
@@ -273,10 +272,10 @@ def expire_due_desktops(now=None) -> dict:
 def sweep_stuck_desktops() -> dict:
     """Desktops stuck in flight past PORTAL_STUCK_AFTER_S. On a host that is offline (its worker or
     libvirt silent) nothing can finish them: they fail with the host lost and their capacity and quota
-    are returned. Elsewhere, requested and stopping desktops get their task queued again (idempotent;
-    once per cut-off), and provisioning is given up on and torn down. Returns the counts."""
+    are returned. Elsewhere provisioning is given up on and torn down. (A task whose worker died is
+    queued again long before, by ``leases.requeue_lost``.) Returns the counts."""
     stuck = Desktop.objects.filter(status_changed_at__lt=stuck_cutoff()).select_related("host")
-    counts = {"requeued": 0, "abandoned": 0, "host_lost": 0}
+    counts = {"abandoned": 0, "host_lost": 0}
     for desktop in stuck.filter(host__in=Host.objects.offline()):
         try:
             transition(
@@ -289,11 +288,6 @@ def sweep_stuck_desktops() -> dict:
         except InvalidTransition:
             pass  # RUNNING desktops on an offline host are left to the reconciler when the host returns
     reachable = stuck.exclude(host__in=Host.objects.offline())
-    for status, task_name in ((DesktopStatus.REQUESTED, "provision"), (DesktopStatus.STOPPING, "teardown")):
-        for desktop in reachable.filter(status=status):
-            Desktop.objects.filter(pk=desktop.pk).update(status_changed_at=timezone.now())
-            enqueue_host_task(task_name, desktop, on_commit=False)
-            counts["requeued"] += 1
     for desktop in reachable.filter(status=DesktopStatus.PROVISIONING):
         try:
             release_desktop(

@@ -440,15 +440,23 @@ def test_desktops_stuck_on_an_offline_host_fail_and_free_their_capacity(lab, ten
     assert GPU.objects.filter(host=host, instances_used__gt=0).count() == 0
 
 
-def test_a_requested_desktop_is_requeued_once_per_cutoff(lab, tenant_member, a40_template, monkeypatch):
+def test_a_requested_desktop_is_requeued_once_per_lease_span(
+    lab, tenant_member, a40_template, monkeypatch, django_capture_on_commit_callbacks, settings
+):
+    """An order no worker took (its message lost with a Redis restart) is queued again after a lease's
+    span, once per span; not before."""
     lab()
     desktop = ask(tenant_member, a40_template)
-    Desktop.objects.filter(pk=desktop.pk).update(status_changed_at=timezone.now() - timedelta(hours=1))
     sent = []
-    monkeypatch.setattr(tasks.provision, "apply_async", lambda args, queue: sent.append(args))
-    assert tasks.sweep_stuck.apply().get()["requeued"] == 1
-    assert tasks.sweep_stuck.apply().get()["requeued"] == 0
-    assert sent == [[desktop.pk]]
+    monkeypatch.setattr(tasks.provision, "apply_async", lambda args, queue, **kw: sent.append((args, queue)))
+    assert tasks.sweep_stuck.apply().get()["requeued"] == 0  # just asked: its own message is on its way
+    Desktop.objects.filter(pk=desktop.pk).update(
+        status_changed_at=timezone.now() - timedelta(seconds=settings.PORTAL_TASK_LEASE_S + 1)
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert tasks.sweep_stuck.apply().get()["requeued"] == 1
+        assert tasks.sweep_stuck.apply().get()["requeued"] == 0
+    assert sent == [([desktop.pk], "host.lab-a40")]
 
 
 def _guest_wait(monkeypatch, effect):
