@@ -14,61 +14,28 @@ import uuid
 from pathlib import Path
 
 import pytest
-import redis
 from django.conf import settings
 from django.db import connection
 
 from allocations.choices import DesktopStatus
 from allocations.models import Desktop
-from allocations.tests.factories import make_template
 from inventory.drivers.libvirt import lab_serial_log
-from inventory.models import GPU, Host, VGPUProfile
+from inventory.models import GPU, Host
 from inventory.services.connect import driver_for
-from inventory.services.lab import LabHostSpec, create_lab_host
-from inventory.services.sync import sync_host
-from inventory.tests.test_vm_lab import ROOT, vm_lab_available
+from inventory.tests.test_vm_lab import ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-def _require(condition_message: str):
-    if condition_message:
-        if os.environ.get("PORTAL_REQUIRE_VM_LAB") == "1":
-            pytest.fail(condition_message)
-        pytest.skip(condition_message)
-
-
-@pytest.fixture
-def vm_host(catalog, tmp_path_factory):
-    _require("" if connection.vendor == "postgresql" else "the worker shares the database: needs PostgreSQL")
-    try:
-        redis.Redis.from_url(settings.CELERY_BROKER_URL).ping()
-    except redis.RedisError as exc:
-        _require(f"Redis at {settings.CELERY_BROKER_URL} does not answer: {exc}")
-    _require(vm_lab_available())
-    lab_dir = ROOT / "var" / "itest" / uuid.uuid4().hex[:8]
-    lab_dir.mkdir(parents=True)
-    (lab_dir / "payload").symlink_to(ROOT / "var/lab/payload")
-    host = create_lab_host(LabHostSpec.parse(f"itest-{lab_dir.name}=A40x1"), directory=lab_dir, flavour="vm")
-    sync_host(host)
-    redis.Redis.from_url(settings.CELERY_BROKER_URL).delete(host.queue)
-    yield Host.objects.get(pk=host.pk)
-    # only this host's domains: other hosts, runs and deployments share the daemon
-    for domain in driver_for(host).list_domains():
-        if domain.metadata.get("host") == host.name:
-            driver_for(host).destroy_domain(domain.name)
-            driver_for(host).undefine_domain(domain.name)
 
 
 class Worker:
     """A real `celery worker` process consuming one host's queue, in its own process group."""
 
-    def __init__(self, host: Host, log: Path):
+    def __init__(self, host: Host, log: Path, broker_url: str | None = None):
         db = connection.settings_dict
         env = dict(os.environ)
         env.update(
             DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-            CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
+            CELERY_BROKER_URL=broker_url or settings.CELERY_BROKER_URL,
             CELERY_VISIBILITY_TIMEOUT_S="8",
             PORTAL_DOMAIN_TYPE="qemu",
         )
@@ -121,17 +88,6 @@ def wait_for(desktop_id, statuses, timeout=90.0):
             return status
         time.sleep(0.05)
     raise AssertionError(f"desktop {desktop_id} still {status} after {timeout} s")
-
-
-@pytest.fixture
-def member_and_template(tenant, tenant_member):
-    tenant.quota.max_desktops = 10
-    tenant.quota.max_framebuffer_mib = 10**6
-    tenant.quota.save()
-    template = make_template(
-        "CAD", profile=VGPUProfile.objects.get(name="A40-8Q"), tenants=[tenant], vcpus=2, memory_mib=2048
-    )
-    return tenant_member, template
 
 
 def test_worker_provisions_and_releases_a_vm_lab_desktop_through_the_api(api, vm_host, member_and_template, tmp_path):
