@@ -1,38 +1,81 @@
 """The one websocket endpoint, /ws/live/. It only authenticates and subscribes: a person joins
 their own group and their desktops' vGPU groups; platform admins and auditors join ``operators``.
-Events themselves are published by services after commit (``core.live``)."""
+Events themselves are published by services after commit (``core.live``).
+
+It stays truthful about being live. Every HEARTBEAT_S it joins its groups again (a Redis restarted
+without persistence forgets every subscription) and sends itself an echo through the channel layer;
+an echo that does not come back within ECHO_TIMEOUT_S, or a layer that refuses, closes the socket with
+4503 and the page shows "offline" and reconnects. A change of the person's access (membership or role,
+however it is made: ``allocations.signals``) re-reads their subscriptions at once, so a revoked operator
+stops receiving the operator feed within a second (4403 when no role is left)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import logging
+
+import redis
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from allocations.models import Desktop
-from core.live import OPERATORS, host_group, user_group, vgpu_group
+from core.live import HOST_GROUP_PREFIX, OPERATORS, host_group, user_group, vgpu_group
 from tenancy.roles import roles_of
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_S = 5.0
+ECHO_TIMEOUT_S = 5.0
+
+
+class Close:
+    UNAUTHENTICATED = 4401
+    NO_ROLE = 4403
+    LAYER_LOST = 4503
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
+    async def __call__(self, scope, receive, send):
+        """A channel layer whose server went away (a Redis restart) fails the consumer's receive loop:
+        the socket is closed with 4503, so the page says offline and reconnects, instead of an error."""
+        try:
+            await super().__call__(scope, receive, send)
+        except (redis.RedisError, OSError) as exc:
+            log.warning("live socket: the channel layer failed (%s); closing it with 4503", exc)
+            if getattr(self, "heartbeat", None) is not None:
+                self.heartbeat.cancel()
+            with contextlib.suppress(Exception):  # its pooled connections are dead too: start afresh
+                await self.channel_layer.close_pools()
+            await send({"type": "websocket.close", "code": Close.LAYER_LOST})
+
     async def connect(self):
+        self.groups_joined: set[str] = set()
+        self.heartbeat: asyncio.Task | None = None
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
-            await self.close(code=4401)
+            await self.close(code=Close.UNAUTHENTICATED)
             return
-        self.groups_joined: set[str] = set()
-        roles, mdevs = await self._subscriptions(user)
+        self.user_id = user.pk
+        roles, mdevs = await self._subscriptions()
         if not roles.names:
-            await self.close(code=4403)
+            await self.close(code=Close.NO_ROLE)
             return
         await self.accept()
-        await self._join(user_group(user.pk))
-        if roles.sees_everything:
-            await self._join(OPERATORS)
-        for mdev in mdevs:
-            await self._join(vgpu_group(mdev))
+        await self._join_allowed(roles, mdevs)
         await self.send_json({"event": "hello", "data": {"groups": sorted(self.groups_joined)}})
+        self.echo_nonce = 0
+        self.echoed = asyncio.Event()
+        self.heartbeat = asyncio.ensure_future(self._heartbeat())
 
     @database_sync_to_async
-    def _subscriptions(self, user):
+    def _subscriptions(self):
+        from django.contrib.auth import get_user_model
+
+        user = get_user_model().objects.filter(pk=self.user_id, is_active=True).first()
+        if user is None:
+            return roles_of(None), []
         roles = roles_of(user)
         mdevs = [
             str(uuid)
@@ -42,14 +85,64 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         ]
         return roles, mdevs
 
+    async def _join_allowed(self, roles, mdevs) -> None:
+        """Join what the person may see now and leave what they may no longer see."""
+        allowed = {user_group(self.user_id)} | {vgpu_group(mdev) for mdev in mdevs}
+        if roles.sees_everything:
+            allowed.add(OPERATORS)
+            allowed |= {group for group in self.groups_joined if group.startswith(HOST_GROUP_PREFIX)}
+        for group in sorted(self.groups_joined - allowed):
+            await self.channel_layer.group_discard(group, self.channel_name)
+            self.groups_joined.discard(group)
+        for group in sorted(allowed):
+            await self._join(group)
+
     async def _join(self, group: str):
         if group not in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
             self.groups_joined.add(group)
 
+    # --- staying truthful -------------------------------------------------------------------------------
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            self.echo_nonce += 1
+            self.echoed.clear()
+            try:
+                for group in sorted(self.groups_joined):  # again: a restarted Redis forgot them
+                    await self.channel_layer.group_add(group, self.channel_name)
+                await self.channel_layer.send(self.channel_name, {"type": "live.echo", "nonce": self.echo_nonce})
+                await asyncio.wait_for(self.echoed.wait(), ECHO_TIMEOUT_S)
+            except Exception as exc:  # noqa: BLE001 - any failure of the layer: this socket is no longer live
+                log.warning("live socket of user %s: the channel layer is gone (%s); closing it", self.user_id, exc)
+                await self.close(code=Close.LAYER_LOST)
+                return
+
+    async def live_echo(self, message):
+        if message.get("nonce") == self.echo_nonce:
+            self.echoed.set()
+
     async def disconnect(self, code):
+        if self.heartbeat is not None:
+            self.heartbeat.cancel()
         for group in getattr(self, "groups_joined", ()):
-            await self.channel_layer.group_discard(group, self.channel_name)
+            try:
+                await self.channel_layer.group_discard(group, self.channel_name)
+            except Exception:  # noqa: BLE001 - a layer that is gone has forgotten it already
+                pass
+
+    # --- what the page sends --------------------------------------------------------------------------
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        """Only JSON objects mean something here; anything else is answered with an error event, and the
+        socket stays open (it used to die with 1011 on ``[]`` or ``"x"``)."""
+        try:
+            content = json.loads(text_data) if text_data is not None else None
+        except ValueError:
+            content = None
+        if not isinstance(content, dict):
+            await self.send_json({"event": "error", "data": {"detail": "Expected a JSON object with a type."}})
+            return
+        await self.receive_json(content)
 
     async def receive_json(self, content, **kwargs):
         if content.get("type") == "ping":
@@ -59,10 +152,19 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             if OPERATORS in self.groups_joined and str(content.get("host", "")).isdigit():
                 await self._join(host_group(int(content["host"])))
 
+    # --- events ---------------------------------------------------------------------------------------
     async def live_event(self, message):
+        if message["event"] == "access.changed":
+            roles, mdevs = await self._subscriptions()
+            if not roles.names:
+                await self.close(code=Close.NO_ROLE)
+                return
+            await self._join_allowed(roles, mdevs)
+            await self.send_json({"event": "hello", "data": {"groups": sorted(self.groups_joined)}})
+            return
         data = message.get("data")
         # A desktop of mine got its vGPU: start receiving that vGPU's utilization.
-        mine = data and data.get("owner_id") == self.scope["user"].pk
+        mine = data and data.get("owner_id") == self.user_id
         if message["event"] == "desktop.status" and mine and data.get("mdev_uuid"):
             await self._join(vgpu_group(data["mdev_uuid"]))
         await self.send(text_data=message["text"])  # encoded once, by the publisher

@@ -30,8 +30,11 @@ def vgpu_group(mdev_uuid: str) -> str:
     return f"vgpu.{mdev_uuid}"
 
 
+HOST_GROUP_PREFIX = "host."
+
+
 def host_group(host_id: int) -> str:
-    return f"host.{host_id}"
+    return f"{HOST_GROUP_PREFIX}{host_id}"
 
 
 def console_desktop_group(desktop_id: int) -> str:

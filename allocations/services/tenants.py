@@ -6,7 +6,6 @@ from django.db import transaction
 
 from allocations.models import ProfileQuota, Quota
 from audit import services as audit
-from core import live
 from core.writes import create_object, delete_object, update_object
 from tenancy.models import Membership, Tenant
 
@@ -62,29 +61,18 @@ def update_quota(quota: Quota, changes: dict, *, actor) -> Quota:
     return quota
 
 
-def recheck_consoles(*user_ids: int) -> None:
-    """After commit, tell these people's open consoles to check that they may still use them."""
-    groups = [live.console_user_group(pk) for pk in sorted(set(user_ids)) if pk]
-    live.publish_on_commit(groups, "console.recheck", {})
-
-
 def create_membership(data: dict, *, actor) -> Membership:
     with transaction.atomic():
         membership = create_object(Membership(**data), actor=actor, tenant=data.get("tenant"))
-        recheck_consoles(membership.user_id)
-    return membership
+    return membership  # open sockets and consoles re-check the person's access: allocations.signals
 
 
 def update_membership(membership: Membership, changes: dict, *, actor) -> Membership:
     with transaction.atomic():
-        before_user = membership.user_id
         membership = update_object(membership, changes, actor=actor, tenant=changes.get("tenant", membership.tenant))
-        recheck_consoles(before_user, membership.user_id)
     return membership
 
 
 def delete_membership(membership: Membership, *, actor) -> None:
     with transaction.atomic():
-        user_id = membership.user_id
         delete_object(membership, actor=actor, tenant=membership.tenant)
-        recheck_consoles(user_id)

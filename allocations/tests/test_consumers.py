@@ -1,6 +1,8 @@
 """The live websocket: anonymous refused, each person joins only their own groups, and what a
 tenant member receives never includes another tenant's desktops or utilization."""
 
+import asyncio
+
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
@@ -121,3 +123,75 @@ async def test_only_operators_can_watch_a_host(lab, tenant_member, auditor):
     assert await drain(member) == []
     for c in (member, operator):
         await c.disconnect()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("frame", ["[]", '"x"', "3", "not json", "null"])
+async def test_a_frame_that_is_not_a_json_object_is_answered_and_the_socket_stays_open(tenant_member, frame):
+    """Reproduction (issue 15): a frame that is valid JSON but not an object ([] or "x") killed the
+    socket with 1011 (AttributeError in receive_json)."""
+    communicator, connected, _ = await connect(tenant_member)
+    assert connected
+    await communicator.receive_json_from()  # hello
+    await communicator.send_to(text_data=frame)
+    assert await communicator.receive_json_from() == {
+        "event": "error",
+        "data": {"detail": "Expected a JSON object with a type."},
+    }
+    await communicator.send_json_to({"type": "ping"})
+    assert (await communicator.receive_json_from())["event"] == "pong"
+    await communicator.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_a_revoked_operator_stops_receiving_the_operator_feed_within_a_second(tenant, auditor):
+    """Reproduction (issue 15): a membership revoked while its holder had /ws/live/ open kept the
+    operator feed (only reconnecting got 403). Revoked here the way an admin would, in the Django admin's
+    ORM path (a plain delete), not through a portal service."""
+    from channels.layers import get_channel_layer
+
+    from core.live import OPERATORS, message_for
+    from tenancy.models import Membership
+
+    await sync_to_async(Membership.objects.create)(user=auditor, tenant=tenant, role="tenant-member")
+    communicator, connected, _ = await connect(auditor)
+    assert (await communicator.receive_json_from())["data"]["groups"] == ["operators", f"user.{auditor.pk}"]
+    await sync_to_async(Membership.objects.filter(user=auditor, role="auditor").delete)()
+    hello = await communicator.receive_json_from(timeout=1)
+    assert hello == {"event": "hello", "data": {"groups": [f"user.{auditor.pk}"]}}
+    await get_channel_layer().group_send(OPERATORS, message_for("fleet.utilization", {"gpus": []}))
+    assert await communicator.receive_nothing(timeout=0.3)
+
+    await sync_to_async(Membership.objects.filter(user=auditor).delete)()  # no role left at all
+    assert await communicator.receive_output(timeout=1) == {"type": "websocket.close", "code": 4403}
+
+
+@pytest.mark.asyncio
+async def test_a_deactivated_person_is_disconnected_at_once(tenant_member):
+    communicator, _, _ = await connect(tenant_member)
+    await communicator.receive_json_from()
+    tenant_member.is_active = False
+    await sync_to_async(tenant_member.save)()
+    assert await communicator.receive_output(timeout=1) == {"type": "websocket.close", "code": 4403}
+
+
+@pytest.mark.asyncio
+async def test_subscriptions_a_channel_layer_forgot_are_joined_again(tenant_member, monkeypatch):
+    """A Redis restarted without persistence forgets every group membership; the socket joins its groups
+    again at its next heartbeat and checks the layer with an echo, so events reach it again."""
+    from channels.layers import get_channel_layer
+
+    from allocations import consumers
+    from core.live import message_for, user_group
+
+    monkeypatch.setattr(consumers, "HEARTBEAT_S", 0.2)
+    communicator, _, _ = await connect(tenant_member)
+    await communicator.receive_json_from()
+    layer = get_channel_layer()
+    layer.groups.clear()  # what the restart did
+    await layer.group_send(user_group(tenant_member.pk), message_for("desktop.status", {"id": 1}))
+    assert await communicator.receive_nothing(timeout=0.1)
+    await asyncio.sleep(0.5)  # a heartbeat
+    await layer.group_send(user_group(tenant_member.pk), message_for("desktop.status", {"id": 2}))
+    assert (await communicator.receive_json_from(timeout=1))["data"] == {"id": 2}
+    await communicator.disconnect()

@@ -165,3 +165,49 @@ def test_a_worker_killed_mid_build_with_its_message_lost_is_picked_up_within_a_m
         if replacement:
             replacement.stop()
     assert driver_for(vm_host).list_mdevs() == []
+
+
+@pytest.mark.asyncio
+async def test_live_sockets_tell_the_truth_across_a_real_redis_restart(tenant_member, private_redis, settings):
+    """Reproduction (issue 15): after a Redis restart open websockets received nothing and still showed
+    "live" (the consumer answered pings itself). Now a socket joins its groups again and checks the layer
+    with an echo: events reach it again after the restart, and while Redis is down it closes with 4503."""
+    from asgiref.sync import sync_to_async
+    from channels.testing import WebsocketCommunicator
+
+    from allocations import consumers
+    from core import live
+
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [private_redis.url]}}
+    }
+    consumers.HEARTBEAT_S, consumers.ECHO_TIMEOUT_S = 1.0, 2.0
+    try:
+        communicator = WebsocketCommunicator(consumers.LiveConsumer.as_asgi(), "/ws/live/")
+        communicator.scope["user"] = tenant_member
+        assert (await communicator.connect())[0]
+        assert (await communicator.receive_json_from())["event"] == "hello"
+
+        await sync_to_async(private_redis.stop)()
+        await sync_to_async(private_redis.start)()  # empty: every subscription is forgotten
+        restarted = time.monotonic()
+        # The socket's receive loop lost its connection: it closes, the page reconnects, and the new socket
+        # (fresh subscriptions) receives what is published.
+        assert await communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": 4503}
+        communicator = WebsocketCommunicator(consumers.LiveConsumer.as_asgi(), "/ws/live/")
+        communicator.scope["user"] = tenant_member
+        assert (await communicator.connect())[0]
+        assert (await communicator.receive_json_from())["event"] == "hello"
+        await sync_to_async(live.publish)(live.user_group(tenant_member.pk), "desktop.status", {"id": 7})
+        assert await communicator.receive_json_from(timeout=2) == {"event": "desktop.status", "data": {"id": 7}}
+        print(
+            f"\nafter a Redis restart: closed 4503, reconnected, receiving {time.monotonic() - restarted:.1f} s later"
+        )
+
+        await sync_to_async(private_redis.stop)()
+        stopped = time.monotonic()
+        closed = await communicator.receive_output(timeout=consumers.HEARTBEAT_S + consumers.ECHO_TIMEOUT_S + 5)
+        assert closed == {"type": "websocket.close", "code": 4503}
+        print(f"with Redis down the socket closed with 4503 {time.monotonic() - stopped:.1f} s later")
+    finally:
+        consumers.HEARTBEAT_S, consumers.ECHO_TIMEOUT_S = 5.0, 5.0

@@ -23,7 +23,7 @@
     socket = new WebSocket(url());
     socket.onopen = function () {
       resync();
-      attempt = 0; setLive(true);
+      attempt = 0;  // "live" once the server says its subscriptions hold (hello), not on the open alone
       var host = document.querySelector("main [data-host-id]");
       if (host && document.getElementById("host-chart")) send({type: "watch-host", host: host.dataset.hostId});
       pingTimer = setInterval(function () { send({type: "ping"}); }, 25000);
@@ -31,11 +31,15 @@
     socket.onmessage = function (message) {
       var payload;
       try { payload = JSON.parse(message.data); } catch (e) { return; }
+      if (payload.event === "hello") setLive(true);
       handle(payload.event, payload.data || {});
       document.dispatchEvent(new CustomEvent("portal:" + payload.event, {detail: payload.data}));
     };
-    socket.onclose = function () {
+    socket.onclose = function (closed) {
       setLive(false); clearInterval(pingTimer);
+      // 4401 signed out, 4403 no role left: reconnecting cannot help (the next page load says why).
+      // 4503 (the server lost its channel layer) and network drops: reconnect with backoff.
+      if (closed.code === 4401 || closed.code === 4403) return;
       var delay = Math.min(30000, 1000 * Math.pow(2, attempt++)) * (0.75 + Math.random() * 0.5);
       setTimeout(connect, delay);
     };
