@@ -31,7 +31,7 @@ run: seed redis
 	HOST=$(HOST) PORT=$(PORT) scripts/run.sh
 
 # Stop everything `make run` started, also from another terminal or after run.sh was killed: the portal,
-# its workers, beat and the console relay (var/run.pids), the Redis it started (the one whose data
+# its workers, beat, the outbox relay and the console relay (var/run.pids), the Redis it started (the one whose data
 # dir is var/redis; another Redis is left alone), and the VM lab's libvirtd and virtlogd. Lab guests
 # still running are not destroyed: their QEMU processes outlive libvirtd, which takes them back at the
 # next `make run` (release their desktops in the portal first to end them); it says how many.
@@ -42,7 +42,7 @@ stop:
 	    for _ in $$(seq 100); do alive=0; for pid in $$pids; do kill -0 $$pid 2>/dev/null && alive=1; done; \
 	        [ $$alive = 0 ] && break; sleep 0.2; done; \
 	    for pid in $$pids; do kill -KILL -- -$$pid 2>/dev/null || kill -KILL $$pid 2>/dev/null || true; done; \
-	    rm -f var/run.pids; echo "Portal, workers, beat and console relay stopped"; \
+	    rm -f var/run.pids; echo "Portal, workers, beat, outbox relay and console relay stopped"; \
 	else echo "Portal: not running (no var/run.pids)"; fi
 	@if [ "$$(redis-cli -u $(REDIS_URL) config get dir 2>/dev/null | sed -n 2p)" = "$(CURDIR)/var/redis" ]; then \
 	    redis-cli -u $(REDIS_URL) shutdown >/dev/null 2>&1; echo "Redis stopped ($(REDIS_URL))"; \

@@ -15,7 +15,7 @@ PIDFILE=var/run.pids  # this script and every process it started, for `make stop
 echo $$ >"$PIDFILE"
 cleanup() {
     trap - EXIT INT TERM
-    echo; echo "Stopping the portal, workers, beat and the console relay..."
+    echo; echo "Stopping the portal, workers, beat, the outbox relay and the console relay..."
     for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null; done
     wait 2>/dev/null
     rm -f "$PIDFILE"
