@@ -23,9 +23,9 @@ from datetime import timedelta
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from core.models import OutboxMessage
-from core.queue import enqueue
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,12 @@ CLAIM_S = 30
 GRACE_S = 1.0
 #: Sent rows are kept this long (for the record), then deleted by the relay.
 KEEP_SENT = timedelta(days=1)
+
+
+def publish(task_path: str, args: list, queue: str | None = None) -> None:
+    """Send to the broker now; raises when it cannot take it. No publish retries here: a broker that is
+    down fails at once (see CELERY_BROKER_TRANSPORT_OPTIONS), and the relay retries."""
+    import_string(task_path).apply_async(args=list(args), queue=queue or None, retry=False)
 
 
 def add(task_path: str, *args, queue: str | None = None) -> OutboxMessage:
@@ -63,7 +69,7 @@ def send_one(pk: int) -> str:
         return BUSY
     message = OutboxMessage.objects.get(pk=pk)
     try:
-        enqueue(message.task, *message.args, queue=message.queue or None)
+        publish(message.task, message.args, message.queue)
     except Exception as exc:  # noqa: BLE001 - any broker failure: the row stays for the relay
         log.warning("outbox %s (%s): the broker did not take it, the relay will retry: %s", pk, message.task, exc)
         OutboxMessage.objects.filter(pk=pk).update(

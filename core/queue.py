@@ -11,19 +11,16 @@ committed therefore never fails because the broker is down, and the work is not 
 
 from __future__ import annotations
 
-from django.utils.module_loading import import_string
+from core import outbox
 
 
 def enqueue(task_path: str, *args, queue: str | None = None) -> None:
     """Send ``task_path(*args)`` to ``queue`` (the task's default queue when None) now; raises when the
     broker cannot take it (callers outside a transaction that must not lose it use the outbox)."""
-    # No publish retries here: a broker that is down fails at once, and the outbox's relay retries.
-    import_string(task_path).apply_async(args=list(args), queue=queue or None, retry=False)
+    outbox.publish(task_path, list(args), queue)
 
 
 def enqueue_on_commit(task_path: str, *args, queue: str | None = None) -> None:
     """Queue ``task_path(*args)`` with the current transaction: nothing is sent for a change that rolled
     back, and what committed is delivered even if the broker is down at that moment."""
-    from core import outbox
-
     outbox.add(task_path, *args, queue=queue)
