@@ -1,60 +1,44 @@
-"""The tamper-evident hash chain over audit events, its signed checkpoints, and verification.
+"""The tamper-evident hash chain over audit events: verification against the chain itself, its signed
+checkpoints and the anchor outside the database.
 
-Each event's ``hash`` is SHA-256 over its canonical JSON (sorted keys, fixed field set,
-UTC timestamps) including the previous event's hash, like CloudTrail's digest chain.
-Verification walks the chain in ``seq`` order and reports the first problem: an edited
-event (hash mismatch), a broken link (prev_hash), a gap (missing position: deleted), a
-duplicate or out-of-order position (inserted or reordered), or a checkpoint that no
-longer matches or whose signature is wrong.
+Each event's ``hash`` is SHA-256 over its canonical JSON (sorted keys, fixed field set, UTC timestamps)
+including the previous event's hash, like CloudTrail's digest chain. Verification walks the chain in
+``seq`` order and reports every problem it finds (up to a limit), first to last: an edited event, a
+broken link, a gap (deleted), a duplicate or out-of-order position (inserted or reordered), an event whose
+hash or count differs from what a signed checkpoint recorded (rewritten with recomputed hashes), a head
+row that is not the last event, checkpoints missing, rewritten, out of chain or badly signed, and
+checkpoints the anchor holds that the database lost (docs/audit.md says what each one means).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
 
-from django.conf import settings
-from django.db import transaction
-from django.utils import timezone
-
-from audit.hashing import CANONICAL_FIELDS, GENESIS, event_hash, when
+from audit import anchor as anchors
+from audit.checkpoints import anchored_record
+from audit.hashing import CANONICAL_FIELDS, GENESIS, event_hash
 from audit.models import AuditEvent, ChainHead, Checkpoint
+from audit.signing import CHECKPOINT_FIELDS, checkpoint_signature_ok
 
-
-def _key() -> bytes:
-    return settings.AUDIT_CHECKPOINT_KEY.encode()
-
-
-def sign(seq: int, hash_: str, created_at: datetime) -> str:
-    message = f"{seq}:{hash_}:{when(created_at)}".encode()
-    return hmac.new(_key(), message, hashlib.sha256).hexdigest()
-
-
-def checkpoint() -> Checkpoint | None:
-    """Record and sign the current head (nothing new since the last checkpoint: nothing to do)."""
-    with transaction.atomic():
-        head = ChainHead.objects.select_for_update().filter(pk=1).first()
-        if head is None or head.seq == 0:
-            return None
-        last = Checkpoint.objects.order_by("-seq").first()
-        if last is not None and last.seq == head.seq:
-            return None
-        now = timezone.now()
-        return Checkpoint.objects.create(
-            seq=head.seq, hash=head.hash, created_at=now, signature=sign(head.seq, head.hash, now)
-        )
+#: What verification can report; docs/audit.md explains each.
+KINDS = (
+    "edited", "broken-link", "gap", "duplicate", "unchained", "head-mismatch", "deleted-tail", "count-mismatch",
+    "checkpoint-mismatch", "bad-signature", "checkpoint-chain", "checkpoint-missing", "checkpoint-rewritten",
+    "anchor-bad-signature", "anchor-unreadable",
+)  # fmt: skip
 
 
 @dataclass
 class Problem:
-    kind: str  # edited | broken-link | gap | duplicate | unchained | checkpoint-mismatch | bad-signature
+    kind: str  # one of KINDS
     seq: int | None
     event_id: int | None
     detail: str
 
     def __str__(self) -> str:
+        if self.event_id is None and self.seq is None:
+            return f"{self.kind}: {self.detail}"
         where = f"event id {self.event_id} (seq {self.seq})" if self.event_id else f"seq {self.seq}"
         return f"{self.kind} at {where}: {self.detail}"
 
@@ -64,7 +48,14 @@ class Verification:
     events: int = 0
     checkpoints: int = 0
     head_seq: int = 0
+    anchored: int = 0
+    anchor: str = ""
+    anchor_compared: bool = False
+    #: The last position an anchored checkpoint covers (without a readable anchor: a signed one); events
+    #: after it can still be rewritten undetected by someone who can write the database.
+    protected_seq: int = 0
     problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -72,30 +63,145 @@ class Verification:
 
     def summary(self) -> str:
         if self.ok:
+            anchored = (
+                f"{self.anchored} of them in the anchor ({self.anchor}); events after seq {self.protected_seq} "
+                "are not anchored yet"
+                if self.anchor_compared
+                else f"the anchor was not compared: {self.anchor}"
+            )
             return (
                 f"OK: {self.events} events chained up to seq {self.head_seq}, "
-                f"{self.checkpoints} signed checkpoint(s) match."
+                f"{self.checkpoints} signed checkpoint(s) match, {anchored}."
             )
         return f"TAMPERED: first problem: {self.problems[0]} ({len(self.problems)} problem(s) found)"
 
 
-def verify(*, limit_problems: int = 20) -> Verification:
-    """Walk the whole chain with constant memory and report what does not add up."""
+@dataclass
+class _Signed:
+    """A signed statement about the chain at one position, from the database or the anchor."""
+
+    label: str
+    number: int
+    seq: int
+    events: int
+    hash: str
+
+
+def _check_database_checkpoints(checks: list[Checkpoint], problem) -> list[_Signed]:
+    """Signatures and continuity of the checkpoints table; the well-signed ones, to hold the events to."""
+    signed, prev_number, prev_signature = [], 0, GENESIS
+    for check in checks:
+        if not checkpoint_signature_ok(check, check.signature):
+            problem("bad-signature", check.seq, None, f"checkpoint {check.number}'s signature is wrong (forged?)")
+        else:
+            signed.append(_Signed(f"checkpoint {check.number}", check.number, check.seq, check.events, check.hash))
+        if check.number != prev_number + 1:
+            problem(
+                "checkpoint-chain",
+                check.seq,
+                None,
+                f"checkpoint(s) {prev_number + 1}..{check.number - 1} are missing from the database (deleted)",
+            )
+        elif check.prev_signature != prev_signature:
+            problem(
+                "checkpoint-chain",
+                check.seq,
+                None,
+                f"checkpoint {check.number} does not follow checkpoint {prev_number}",
+            )
+        prev_number, prev_signature = check.number, check.signature
+    return signed
+
+
+def _check_anchor(checks: list[Checkpoint], anchor, result: Verification, problem) -> list[_Signed]:
+    """Compare the anchor's checkpoints with the database's: missing, rewritten, or not yet anchored."""
+    if anchor is None:
+        result.anchor = anchors.describe(None)
+        result.notes.append(
+            "No anchor: removing the latest checkpoints, or all of them, together with the events they "
+            "cover goes unnoticed (set PORTAL_AUDIT_ANCHOR)."
+        )
+        return []
+    result.anchor = anchor.source
+    if not anchor.readable:
+        result.notes.append(
+            f"The anchor is {anchor.source}: give a copy of its lines from the log host (verify_audit --anchor "
+            "FILE) to compare it with the database."
+        )
+        return []
+    result.anchor_compared = True
+    for where in anchor.unreadable:
+        problem("anchor-unreadable", None, None, f"{where} of the anchor {anchor.source} is not a checkpoint record")
+    by_number = {c.number: c for c in checks}
+    signed = []
+    for record in anchor.records:
+        try:
+            number, seq, events = int(record["number"]), int(record["seq"]), int(record["events"])
+            good = checkpoint_signature_ok(record, record["signature"])
+        except (KeyError, TypeError, ValueError):
+            good = False
+        if not good:
+            problem(
+                "anchor-bad-signature",
+                record.get("seq"),
+                None,
+                f"the anchor's line for checkpoint {record.get('number')} is not signed with this deployment's key",
+            )
+            continue
+        result.anchored += 1
+        result.protected_seq = max(result.protected_seq, seq)
+        signed.append(_Signed(f"anchored checkpoint {number}", number, seq, events, record["hash"]))
+        mine = by_number.get(number)
+        if mine is None:
+            problem(
+                "checkpoint-missing",
+                seq,
+                None,
+                f"anchored checkpoint {number} (seq {seq}, signed {record['created_at']}) is missing from the "
+                "database (deleted)",
+            )
+        elif any(str(anchored_record(mine)[name]) != str(record.get(name)) for name in CHECKPOINT_FIELDS):
+            problem(
+                "checkpoint-rewritten",
+                seq,
+                None,
+                f"checkpoint {number} in the database differs from the anchored one (seq {mine.seq} vs {seq}, "
+                f"hash {mine.hash[:12]}… vs {record['hash'][:12]}…): it was replaced",
+            )
+    last_anchored = max((s.number for s in signed), default=0)
+    pending = [c for c in checks if c.number > last_anchored]
+    if pending:
+        result.notes.append(
+            f"{len(pending)} signed checkpoint(s) ({pending[0].number}..{pending[-1].number}) are not in the anchor "
+            "yet: the next checkpoint appends them."
+        )
+    return signed
+
+
+def verify(*, anchor_path=None, limit_problems: int = 50) -> Verification:
+    """Walk the whole chain with constant memory and report what does not add up: against itself, its
+    signed checkpoints, and the anchor (``anchor_path``: a copy of it; default: the configured one)."""
     result = Verification()
-    checkpoints = {c.seq: c for c in Checkpoint.objects.all()}
-    result.checkpoints = len(checkpoints)
 
     def problem(kind, seq, event_id, detail):
         if len(result.problems) < limit_problems:
             result.problems.append(Problem(kind, seq, event_id, detail))
 
+    checks = list(Checkpoint.objects.order_by("number"))
+    result.checkpoints = len(checks)
+    signed = _check_database_checkpoints(checks, problem)
+    anchored = _check_anchor(checks, anchors.read(anchor_path), result, problem)
+    by_seq: dict[int, list[_Signed]] = defaultdict(list)
+    for statement in signed + anchored:
+        by_seq[statement.seq].append(statement)
+
     unchained = AuditEvent.objects.filter(seq__isnull=True).order_by("id").values_list("id", flat=True)[:1]
     for event_id in unchained:
         problem("unchained", None, event_id, "an event without a chain position was inserted around the portal")
-    expected_seq, prev_hash = 1, GENESIS
+    expected_seq, prev_hash, counted = 1, GENESIS, 0
     rows = AuditEvent.objects.filter(seq__isnull=False).order_by("seq").values("id", "hash", *CANONICAL_FIELDS)
     for row in rows.iterator(chunk_size=2000):
-        result.events += 1
+        counted += 1
         seq = row["seq"]
         if seq < expected_seq:
             problem("duplicate", seq, row["id"], f"position {seq} appears twice or out of order")
@@ -114,29 +220,52 @@ def verify(*, limit_problems: int = 20) -> Verification:
                 row["id"],
                 "prev_hash does not match the previous event's hash (an event was removed, inserted or moved)",
             )
-        recomputed = event_hash(row)
-        if recomputed != row["hash"]:
+        if event_hash(row) != row["hash"]:
             problem("edited", seq, row["id"], "its content no longer matches its hash")
-        check = checkpoints.get(seq)
-        if check is not None and check.hash != row["hash"]:
-            problem(
-                "checkpoint-mismatch",
-                seq,
-                row["id"],
-                f"signed checkpoint of {check.created_at:%Y-%m-%d %H:%M}"
-                " recorded another hash here (history was rewritten)",
-            )
+        for statement in by_seq.get(seq, ()):
+            if statement.hash != row["hash"]:
+                problem(
+                    "checkpoint-mismatch",
+                    seq,
+                    row["id"],
+                    f"{statement.label} recorded another hash here (history was rewritten, hashes recomputed)",
+                )
+            elif statement.events != counted:
+                problem(
+                    "count-mismatch",
+                    seq,
+                    row["id"],
+                    f"{statement.label} counted {statement.events} events up to here, the table holds {counted}",
+                )
         expected_seq, prev_hash = seq + 1, row["hash"]
-    result.head_seq = expected_seq - 1
-    for check in checkpoints.values():
-        if not hmac.compare_digest(check.signature, sign(check.seq, check.hash, check.created_at)):
-            problem("bad-signature", check.seq, None, "a checkpoint's signature is wrong (forged or wrong key)")
-        if check.seq > result.head_seq:
-            problem(
-                "gap",
-                check.seq,
-                None,
-                f"a signed checkpoint covers position {check.seq} but the chain ends at "
-                f"{result.head_seq} (events were deleted at the end)",
-            )
+    result.events, result.head_seq = counted, expected_seq - 1
+    _check_tail(result, signed + anchored, prev_hash, problem)
     return result
+
+
+def _check_tail(result: Verification, signed: list[_Signed], last_hash: str, problem) -> None:
+    """The end of the chain: the head row names the last event, and no signed checkpoint lies beyond it."""
+    for statement in sorted(signed, key=lambda s: -s.seq):
+        if statement.seq > result.head_seq:
+            problem(
+                "deleted-tail",
+                statement.seq,
+                None,
+                f"{statement.label} covers position {statement.seq} ({statement.events} events) but the chain ends "
+                f"at {result.head_seq} with {result.events}: events were deleted at the end (or the table emptied)",
+            )
+    head = ChainHead.objects.filter(pk=1).first()
+    head_seq, head_hash = (head.seq, head.hash) if head else (0, GENESIS)
+    if (head_seq, head_hash) != (result.head_seq, last_hash):
+        problem(
+            "head-mismatch",
+            head_seq,
+            None,
+            f"the chain head row says seq {head_seq}, the last event is seq {result.head_seq}"
+            + (" (its hash differs too)" if head_seq == result.head_seq else ""),
+        )
+    if result.anchor_compared and result.head_seq > result.protected_seq:
+        result.notes.append(
+            f"Events {result.protected_seq + 1}..{result.head_seq} are not covered by an anchored checkpoint yet: "
+            "until the next one, someone who can write the database can rewrite or remove them undetected."
+        )

@@ -1,13 +1,14 @@
-"""Streaming exports (CSV, JSON, NDJSON) with constant memory and a manifest for offline checks.
+"""Streaming exports (CSV, JSON, NDJSON) with constant memory and a signed manifest for offline checks.
 
 Rows come from an iterator; bytes go out as they are produced. Every export has a manifest:
-what was asked (filter), how many rows, the first and last chain hash (for audit events),
-and the SHA-256 of the body, so a file can be checked without the database
-(``manage.py verify_export``). A CSV is pure data (a header, then rows of the same columns):
-its manifest travels beside it, as ``<file>.manifest.json`` (``manifest_bytes``), its
-body_sha256 covering the whole file. JSON and NDJSON also carry it inside, at their end
-(a ``manifest`` key after ``rows``; a last ``{"manifest": …}`` line), their digest covering
-everything before it.
+what was asked (filter), how many rows, the first and last chain hash and position (for audit
+events) and whether the rows are a contiguous stretch of the chain, and the SHA-256 of the body,
+signed with ``PORTAL_AUDIT_EXPORT_KEY`` (``audit.signing``), so a file can be checked without the
+database (``manage.py verify_export``) and a changed file cannot come with a recomputed digest.
+A CSV is pure data (a header, then rows of the same columns): its manifest travels beside it,
+as ``<file>.manifest.json`` (``manifest_bytes``), its body_sha256 covering the whole file. JSON
+and NDJSON also carry it inside, at their end (a ``manifest`` key after ``rows``; a last
+``{"manifest": …}`` line), their digest covering everything before it.
 
 Spreadsheet formula injection: in CSV, a cell that starts with ``=``, ``+``, ``-``, ``@``,
 a tab or a carriage return, or with ``'`` itself, gets a leading ``'``; readers remove
@@ -22,6 +23,8 @@ import io
 import json
 from collections.abc import Iterable, Iterator
 from datetime import datetime
+
+from audit.signing import sign_manifest
 
 FORMATS = {"csv": "text/csv", "json": "application/json", "ndjson": "application/x-ndjson"}
 _DANGEROUS = ("=", "+", "-", "@", "\t", "\r", "'")
@@ -55,7 +58,10 @@ def _json_default(value):
 
 class Export:
     """Stream ``rows`` (dicts with ``columns`` keys) in ``fmt``; ``chain_field`` names the column whose
-    first and last values go into the manifest (the audit hash)."""
+    first and last values go into the manifest (the audit hash), ``sequence_field`` the position column
+    (the audit seq: first and last go in too), and ``narrowing`` the filters that select only some rows
+    of the sequence: none, and the manifest says the export is contiguous (every position from first to
+    last, in order), which the verifier then checks."""
 
     def __init__(
         self,
@@ -66,13 +72,15 @@ class Export:
         kind: str,
         filters: dict,
         chain_field: str | None = None,
+        sequence_field: str | None = None,
+        narrowing: Iterable[str] = (),
     ):
         if fmt not in FORMATS:
             raise ValueError(f"format must be one of {', '.join(FORMATS)}")
         self.fmt, self.columns, self.rows, self.kind, self.filters = fmt, columns, rows, kind, filters
-        self.chain_field = chain_field
+        self.chain_field, self.sequence_field, self.narrowing = chain_field, sequence_field, sorted(narrowing)
         self.count = 0
-        self.first = self.last = None
+        self.first = self.last = self.first_seq = self.last_seq = None
         self.digest = hashlib.sha256()
 
     @property
@@ -90,7 +98,14 @@ class Export:
         }
         if self.chain_field:
             manifest.update(first_hash=self.first, last_hash=self.last)
-        return manifest
+        if self.sequence_field:
+            manifest.update(
+                first_seq=self.first_seq,
+                last_seq=self.last_seq,
+                contiguous=not self.narrowing,
+                non_contiguous_filters=self.narrowing,
+            )
+        return sign_manifest(manifest)
 
     def _out(self, text: str) -> bytes:
         data = text.encode()
@@ -103,6 +118,10 @@ class Export:
             if self.first is None:
                 self.first = row[self.chain_field]
             self.last = row[self.chain_field]
+        if self.sequence_field:
+            if self.first_seq is None:
+                self.first_seq = row[self.sequence_field]
+            self.last_seq = row[self.sequence_field]
 
     def __iter__(self) -> Iterator[bytes]:
         if self.fmt == "csv":

@@ -18,13 +18,22 @@ def object_type_of(instance: models.Model) -> str:
     return getattr(instance, "audit_object_type", None) or instance._meta.label_lower
 
 
-class AuditEventQuerySet(models.QuerySet):
+class AppendOnlyQuerySet(models.QuerySet):
+    """Refuses bulk updates and deletes (the model refuses save-over and delete; on PostgreSQL a trigger
+    refuses both from any client, migrations 0002 and 0008)."""
+
     def update(self, **kwargs):
-        raise AppendOnlyError("Audit events are append-only; they cannot be updated.")
+        raise AppendOnlyError(
+            f"{str(self.model._meta.verbose_name_plural).capitalize()} are append-only; they cannot be updated."
+        )
 
     def delete(self):
-        raise AppendOnlyError("Audit events are append-only; they cannot be deleted.")
+        raise AppendOnlyError(
+            f"{str(self.model._meta.verbose_name_plural).capitalize()} are append-only; they cannot be deleted."
+        )
 
+
+class AuditEventQuerySet(AppendOnlyQuerySet):
     def about(self, instance: models.Model):
         """The events about one row (``object_type_of`` it and its id)."""
         return self.filter(object_type=object_type_of(instance), object_id=str(instance.pk))
@@ -111,16 +120,36 @@ class ChainHead(models.Model):
 
 
 class Checkpoint(models.Model):
-    """A signed record of the chain's head at a moment (HMAC-SHA256 with AUDIT_CHECKPOINT_KEY):
-    rewriting history before it, even with the hashes recomputed, no longer matches."""
+    """A signed record of the chain's head at a moment (HMAC-SHA256 with AUDIT_CHECKPOINT_KEY): its own
+    position ``number`` (1, 2, 3, … without gaps), the head's ``seq`` and ``hash``, how many events the
+    table held up to it (``events``) and the previous checkpoint's signature, so rewriting history before
+    it, even with the hashes recomputed, no longer matches, and removing a checkpoint breaks the next.
 
+    Guarantees: append-only like events (the ORM refuses save-over, update and delete; on PostgreSQL a
+    trigger refuses UPDATE and DELETE). Each one is also appended to the anchor outside the database
+    once it commits (``audit.checkpoints``), which is what catches a database administrator who
+    removes or replaces the latest ones."""
+
+    number = models.BigIntegerField(unique=True)
     seq = models.BigIntegerField()
+    events = models.BigIntegerField(help_text="Chained events in the table up to seq, when it was signed.")
     hash = models.CharField(max_length=64)
     created_at = models.DateTimeField()
+    prev_signature = models.CharField(max_length=64, help_text="The previous checkpoint's signature (zeros: none).")
     signature = models.CharField(max_length=64)
 
+    objects = AppendOnlyQuerySet.as_manager()
+
     class Meta:
-        ordering = ["seq"]
+        ordering = ["number"]
 
     def __str__(self) -> str:
-        return f"checkpoint #{self.seq} at {self.created_at:%Y-%m-%d %H:%M}"
+        return f"checkpoint {self.number} at seq {self.seq}, {self.created_at:%Y-%m-%d %H:%M}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise AppendOnlyError("Audit checkpoints are append-only; they cannot be updated.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AppendOnlyError("Audit checkpoints are append-only; they cannot be deleted.")

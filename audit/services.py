@@ -103,11 +103,12 @@ def record_row(
     )
 
 
-def verify_chain(*, actor, via: str):
-    """Walk the chain (audit.chain.verify) and record that it was done, by whom, and the outcome."""
+def verify_chain(*, actor, via: str, anchor_path=None):
+    """Walk the chain (audit.chain.verify, against the anchor or ``anchor_path``, a copy of it) and record
+    that it was done, by whom, and the outcome."""
     from audit import chain
 
-    result = chain.verify()
+    result = chain.verify(anchor_path=anchor_path)
     with transaction.atomic():
         record(
             "audit.verified",

@@ -36,6 +36,16 @@ SECRET_KEY = _secret_key()
 # Signs the audit chain's checkpoints. Give it its own value in production (and keep it away from the
 # database's administrators); by default it is derived from SECRET_KEY.
 AUDIT_CHECKPOINT_KEY = env_str("AUDIT_CHECKPOINT_KEY", "audit-checkpoint:" + SECRET_KEY)
+# --- Audit anchor and export signing (issue 15; docs/audit.md) ---
+# Where each signed checkpoint is also appended, out of the database administrators' reach: a file path
+# (O_APPEND; put it on another volume, chattr +a), "syslog" (forwarded to a log host), or "off". Empty: a
+# first-run default beside the data, var/audit-anchor.<database>.log (audit.anchor).
+PORTAL_AUDIT_ANCHOR = env_str("PORTAL_AUDIT_ANCHOR", "")
+# Signs export manifests (HMAC-SHA256), so a changed file cannot come with a recomputed digest.
+PORTAL_AUDIT_EXPORT_KEY = env_str(
+    "PORTAL_AUDIT_EXPORT_KEY", hmac.new(SECRET_KEY.encode(), b"portal-audit-export", hashlib.sha256).hexdigest()
+)
+# --- end audit anchor ---
 DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])

@@ -12,7 +12,11 @@ def verify_and_record(user) -> dict:
         "events": result.events,
         "head_seq": result.head_seq,
         "checkpoints": result.checkpoints,
+        "anchored": result.anchored,
+        "anchor": result.anchor,
+        "protected_seq": result.protected_seq,
         "summary": result.summary(),
+        "notes": result.notes,
         "problems": [
             {"kind": p.kind, "seq": p.seq, "event_id": p.event_id, "detail": p.detail} for p in result.problems
         ],

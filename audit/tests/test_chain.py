@@ -7,31 +7,12 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection, connections, transaction
 
-from audit import chain, hashing
+from audit import chain, checkpoints, hashing
 from audit import services as audit
-from audit.models import AuditEvent, ChainHead, Checkpoint
+from audit.models import AppendOnlyError, AuditEvent, ChainHead, Checkpoint
+from audit.tests.tampering import by_seq, kinds, raw, rewrite_from, write
 
 pytestmark = pytest.mark.django_db
-
-
-def write(n: int, verb: str = "thing.changed"):
-    for i in range(n):
-        with transaction.atomic():
-            audit.record(verb, actor=None, object_type="test.thing", object_id=i, after={"n": i})
-
-
-def raw(sql: str, params=()):
-    """Tamper as a database administrator would: around the ORM, with the trigger switched off."""
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute("ALTER TABLE audit_auditevent DISABLE TRIGGER audit_auditevent_append_only")
-        cursor.execute(sql, params)
-        if connection.vendor == "postgresql":
-            cursor.execute("ALTER TABLE audit_auditevent ENABLE TRIGGER audit_auditevent_append_only")
-
-
-def by_seq(seq: int) -> AuditEvent:
-    return AuditEvent.objects.get(seq=seq)
 
 
 def test_an_untouched_chain_verifies():
@@ -46,7 +27,7 @@ def test_an_untouched_chain_verifies():
 
 def test_an_edited_event_is_named():
     write(5)
-    raw("UPDATE audit_auditevent SET after = %s WHERE seq = 3", ['{"n": 999}'])
+    raw(("UPDATE audit_auditevent SET after = %s WHERE seq = 3", ['{"n": 999}']))
     result = chain.verify()
     assert not result.ok
     first = result.problems[0]
@@ -56,17 +37,18 @@ def test_an_edited_event_is_named():
 def test_a_deleted_event_leaves_a_gap_and_a_broken_link():
     write(5)
     deleted = by_seq(3).pk
-    raw("DELETE FROM audit_auditevent WHERE id = %s", [deleted])
+    raw(("DELETE FROM audit_auditevent WHERE id = %s", [deleted]))
     kinds = [(p.kind, p.seq) for p in chain.verify().problems]
     assert kinds[:2] == [("gap", 3), ("broken-link", 4)]
 
 
 def test_an_event_deleted_at_the_end_is_caught_by_the_signed_checkpoint():
     write(4)
-    assert chain.checkpoint().seq == 4
+    assert checkpoints.checkpoint().seq == 4
     raw("DELETE FROM audit_auditevent WHERE seq = 4")
     problems = chain.verify().problems
-    assert [p.kind for p in problems] == ["gap"] and "signed checkpoint covers position 4" in problems[0].detail
+    assert kinds(chain.verify()) == [("deleted-tail", 4), ("deleted-tail", 4), ("head-mismatch", 4)]
+    assert "checkpoint 1 covers position 4 (4 events) but the chain ends at 3" in problems[0].detail
 
 
 def test_an_inserted_event_is_caught_even_with_a_valid_looking_hash():
@@ -90,10 +72,12 @@ def test_an_inserted_event_is_caught_even_with_a_valid_looking_hash():
     }  # slipped in after seq 2
     raw("UPDATE audit_auditevent SET seq = seq + 1 WHERE seq = 3")
     raw(
-        "INSERT INTO audit_auditevent (occurred_at, actor_username, tenant_name, verb, object_type, object_id, "
-        "object_repr, request_id, seq, prev_hash, hash) VALUES (%s, 'mallory', '', 'quota.updated', "
-        "'allocations.quota', '1', '', '', 3, %s, %s)",
-        [forged["occurred_at"], forged["prev_hash"], hashing.event_hash({**forged, "seq": 3})],
+        (
+            "INSERT INTO audit_auditevent (occurred_at, actor_username, tenant_name, verb, object_type, object_id, "
+            "object_repr, request_id, seq, prev_hash, hash) VALUES (%s, 'mallory', '', 'quota.updated', "
+            "'allocations.quota', '1', '', '', 3, %s, %s)",
+            [forged["occurred_at"], forged["prev_hash"], hashing.event_hash({**forged, "seq": 3})],
+        )
     )
     problems = chain.verify().problems
     assert problems and problems[0].kind in ("edited", "broken-link") and problems[0].seq == 4
@@ -102,52 +86,48 @@ def test_an_inserted_event_is_caught_even_with_a_valid_looking_hash():
 def test_swapped_events_are_caught():
     write(4)
     a, b = by_seq(2), by_seq(3)
-    raw("UPDATE audit_auditevent SET seq = -1 WHERE id = %s", [a.pk])
-    raw("UPDATE audit_auditevent SET seq = 2 WHERE id = %s", [b.pk])
-    raw("UPDATE audit_auditevent SET seq = 3 WHERE id = %s", [a.pk])
+    raw(
+        ("UPDATE audit_auditevent SET seq = -1 WHERE id = %s", [a.pk]),
+        ("UPDATE audit_auditevent SET seq = 2 WHERE id = %s", [b.pk]),
+        ("UPDATE audit_auditevent SET seq = 3 WHERE id = %s", [a.pk]),
+    )
     first = chain.verify().problems[0]
     assert first.kind == "broken-link" and first.seq == 2 and first.event_id == b.pk
 
 
 def test_rewriting_history_with_recomputed_hashes_breaks_the_checkpoint():
     write(4)
-    chain.checkpoint()
-    # The forger edits seq 2 and recomputes every later hash so the chain links up again.
-    prev = by_seq(1).hash
-    for seq in range(2, 5):
-        event = by_seq(seq)
-        values = hashing.values_of(event)
-        values.update(prev_hash=prev, after={"n": 1000 + seq} if seq == 2 else event.after)
-        digest = hashing.event_hash(values)
-        raw(
-            "UPDATE audit_auditevent SET after = %s, prev_hash = %s, hash = %s WHERE id = %s",
-            [__import__("json").dumps(values["after"]), prev, digest, event.pk],
-        )
-        prev = digest
+    checkpoints.checkpoint()
+    rewrite_from(2, after={"n": 1002})  # the forger recomputes every later hash and moves the head
     problems = chain.verify().problems
-    assert [p.kind for p in problems] == ["checkpoint-mismatch"] and problems[0].seq == 4
+    assert kinds(chain.verify()) == [("checkpoint-mismatch", 4), ("checkpoint-mismatch", 4)]
+    assert [p.detail.split(" recorded")[0] for p in problems] == ["checkpoint 1", "anchored checkpoint 1"]
 
 
 def test_a_forged_checkpoint_signature_is_caught():
     write(2)
-    made = chain.checkpoint()
-    Checkpoint.objects.filter(pk=made.pk).update(signature="0" * 64)
-    assert [p.kind for p in chain.verify().problems] == ["bad-signature"]
+    made = checkpoints.checkpoint()
+    with pytest.raises(AppendOnlyError):
+        Checkpoint.objects.filter(pk=made.pk).update(signature="0" * 64)
+    raw(("UPDATE audit_checkpoint SET signature = %s WHERE id = %s", ["0" * 64, made.pk]))
+    assert kinds(chain.verify()) == [("bad-signature", 2)]
 
 
 def test_checkpoint_only_when_the_head_moved():
     write(2)
-    assert chain.checkpoint() is not None
-    assert chain.checkpoint() is None
+    assert checkpoints.checkpoint() is not None
+    assert checkpoints.checkpoint() is None
     write(1)
-    assert chain.checkpoint().seq == 3
+    third = checkpoints.checkpoint()
+    assert (third.seq, third.number, third.events) == (3, 2, 3)
+    assert third.prev_signature == Checkpoint.objects.get(number=1).signature
 
 
 def test_verify_command_reports_the_first_problem_and_is_audited(capsys):
     write(3)
     call_command("verify_audit", "--checkpoint")
     out = capsys.readouterr().out
-    assert "OK: 3 events chained up to seq 3" in out and "Signed checkpoint at seq 4" in out
+    assert "OK: 3 events chained up to seq 3" in out and "Signed checkpoint 1 at seq 4" in out
     raw("UPDATE audit_auditevent SET verb = 'thing.forged' WHERE seq = 2")
     with pytest.raises(CommandError, match="does not verify"):
         call_command("verify_audit")

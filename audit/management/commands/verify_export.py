@@ -6,12 +6,14 @@ from django.core.management.base import BaseCommand, CommandError
 
 from audit.event_export import check_file
 from audit.exports import MANIFEST_SUFFIX, split_manifest
+from audit.signing import manifest_problem
 
 
 class Command(BaseCommand):
     help = (
-        "Check an exported file offline against its manifest: body SHA-256, row count and, for audit "
-        "events, every event's hash and the links between consecutive events. A CSV's manifest is the "
+        "Check an exported file offline against its manifest: the manifest's signature (PORTAL_AUDIT_EXPORT_KEY), "
+        "body SHA-256, row count and, for audit events, every event's hash, the order of positions, the links "
+        "between consecutive events and, in a contiguous export, that no position is missing. A CSV's manifest is the "
         f"FILE{MANIFEST_SUFFIX} beside it (or --manifest); JSON and NDJSON carry theirs (a manifest file, "
         "if given or beside them, must say the same)."
     )
@@ -21,8 +23,13 @@ class Command(BaseCommand):
         parser.add_argument(
             "--manifest", help=f"the export's manifest file (default: the FILE{MANIFEST_SUFFIX} beside it)"
         )
+        parser.add_argument(
+            "--allow-unsigned",
+            action="store_true",
+            help="check a manifest written before manifests were signed (its digest proves nothing by itself)",
+        )
 
-    def handle(self, *args, path, manifest=None, **options):
+    def handle(self, *args, path, manifest=None, allow_unsigned=False, **options):
         file = Path(path)
         fmt = file.suffix.lstrip(".")
         if fmt not in ("csv", "json", "ndjson"):
@@ -37,9 +44,12 @@ class Command(BaseCommand):
         if beside is not None and beside != manifest:
             problems.append("the manifest file beside it differs from the one inside the file")
         if manifest.get("kind") == "audit-events":
-            result = check_file(data, fmt, beside)
+            result = check_file(data, fmt, beside, allow_unsigned=allow_unsigned)
             problems, rows = problems + result.problems, result.rows
         else:
+            unsigned = manifest_problem(manifest, allow_unsigned=allow_unsigned)
+            if unsigned:
+                problems.append(unsigned)
             if hashlib.sha256(body).hexdigest() != manifest["body_sha256"]:
                 problems.append("the file's body does not match the manifest's SHA-256 (it was changed)")
             rows = manifest["rows"]
@@ -47,8 +57,17 @@ class Command(BaseCommand):
             self.stdout.write(f"  {problem}")
         if problems:
             raise CommandError(f"{file.name} does not verify ({len(problems)} problem(s))")
+        signed = "signed manifest" if "signature" in manifest else "UNSIGNED manifest"
+        contiguity = ""
+        if "contiguous" in manifest:
+            contiguity = (
+                f", seq {manifest['first_seq']}..{manifest['last_seq']} without gaps"
+                if manifest["contiguous"]
+                else f", not contiguous (filtered by {', '.join(manifest['non_contiguous_filters'])})"
+            )
         self.stdout.write(
-            f"OK: {file.name}: {rows} {manifest['kind']} rows match the manifest (filter {manifest['filter']})."
+            f"OK: {file.name}: {rows} {manifest['kind']} rows match the {signed} "
+            f"(filter {manifest['filter']}{contiguity})."
         )
 
 
