@@ -2,7 +2,9 @@
 
 Every error body is ``{"error": {"status": 409, "code": "...", "message": "...",
 "fields": {...}}}``: ``message`` is a sentence a person can act on, ``fields``
-maps invalid inputs to their problems (400 only).
+maps invalid inputs to their problems (400 only). The database being away is 503 with
+``core.outage.MESSAGE``; anything else unforeseen is left to Django, which logs it and answers
+with ``core.views.server_error`` (the same shape, 500).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from audit.models import AppendOnlyError
 from core.errors import PortalError
+from core.outage import MESSAGE as DATABASE_UNAVAILABLE
+from core.outage import is_database_outage, log_outage
 
 
 def _flatten(detail, prefix: str = "") -> dict[str, list[str]]:
@@ -36,7 +40,7 @@ def _flatten(detail, prefix: str = "") -> dict[str, list[str]]:
     return out
 
 
-def _body(status_code: int, code: str, message: str, fields: dict | None = None, details: dict | None = None):
+def error_body(status_code: int, code: str, message: str, fields: dict | None = None, details: dict | None = None):
     error = {"status": status_code, "code": code, "message": message}
     if fields:
         error["fields"] = fields
@@ -59,9 +63,13 @@ def exception_handler(exc, context):
             exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
         )
     if isinstance(exc, PortalError):
-        return Response(_body(exc.status_code, exc.code, exc.message, details=exc.details), status=exc.status_code)
+        return Response(error_body(exc.status_code, exc.code, exc.message, details=exc.details), status=exc.status_code)
     if isinstance(exc, AppendOnlyError):
-        return Response(_body(409, "append_only", str(exc)), status=409)
+        return Response(error_body(409, "append_only", str(exc)), status=409)
+    if is_database_outage(exc):
+        request = context.get("request")
+        log_outage(request.path if request is not None else "an API call", exc)
+        return Response(error_body(503, "database_unavailable", DATABASE_UNAVAILABLE), status=503)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound("Not found (it does not exist or you may not see it).")
 
@@ -70,12 +78,12 @@ def exception_handler(exc, context):
         return None  # a real bug: let Django log it and answer 500
     if isinstance(exc, exceptions.ValidationError):
         fields = _flatten(exc.detail)
-        response.data = _body(400, "invalid", _validation_message(fields), fields=fields)
+        response.data = error_body(400, "invalid", _validation_message(fields), fields=fields)
     else:
         detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
         code = exc.get_codes() if isinstance(exc, exceptions.APIException) else "error"
         message = str(detail) if not isinstance(detail, (list, dict)) else _validation_message(_flatten(detail))
-        response.data = _body(response.status_code, code if isinstance(code, str) else "error", message)
+        response.data = error_body(response.status_code, code if isinstance(code, str) else "error", message)
     return response
 
 

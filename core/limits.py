@@ -22,3 +22,6 @@ MAX_INSTANCES_PER_GPU = 64
 MAX_ID = 2**63 - 1
 #: The reason given with a quota request or with its decision.
 MAX_REASON_CHARS = 2000
+#: How deeply a JSON body may nest (the API's bodies nest two or three levels): deeper is refused
+#: before parsing, which would otherwise recurse until Python gives up.
+MAX_JSON_DEPTH = 64

@@ -8,13 +8,34 @@ Business actions with rules of their own get dedicated service functions.
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 
 from django.db import IntegrityError, models, transaction
 from django.db.models.deletion import ProtectedError, RestrictedError
 
 from audit import services as audit
 from core.errors import Conflict
+
+# The models whose rows create_object/update_object/delete_object are writing (and auditing) right now.
+_writing: contextvars.ContextVar[tuple[type, ...]] = contextvars.ContextVar("core_audited_writes", default=())
+
+
+@contextmanager
+def _auditing(instance: models.Model):
+    token = _writing.set((*_writing.get(), type(instance)))
+    try:
+        yield
+    finally:
+        _writing.reset(token)
+
+
+def is_audited_write(model: type[models.Model]) -> bool:
+    """True while one of these helpers writes a row of ``model`` and records its event. Model signals
+    that audit other paths as a safety net (``tenancy.audit_signals``) skip those rows, so that each
+    change is recorded once."""
+    return model in _writing.get()
 
 
 def _verb(instance: models.Model, action: str) -> str:
@@ -48,7 +69,7 @@ def create_object(
     after_save: Callable[[models.Model], None] | None = None,
 ) -> models.Model:
     """Validate and insert ``instance``; audit ``<model>.created``."""
-    with transaction.atomic():
+    with transaction.atomic(), _auditing(instance):
         _save(instance, m2m)
         if after_save:
             after_save(instance)
@@ -69,7 +90,7 @@ def update_object(
     """Apply ``changes`` to a locked copy of the row; audit ``<model>.updated`` with before/after.
     Nothing is recorded when nothing changed."""
     model = type(instance)
-    with transaction.atomic():
+    with transaction.atomic(), _auditing(instance):
         # Lock the row so two admins editing at once serialise and each audit "before" is true.
         locked = model.objects.select_for_update().get(pk=instance.pk)
         before = audit.snapshot(locked)
@@ -92,7 +113,7 @@ def update_object(
 def delete_object(instance: models.Model, *, actor, tenant=None) -> None:
     """Delete the row; audit ``<model>.deleted`` with its last state.
     Rows still referenced elsewhere raise ``Conflict`` naming what holds them."""
-    with transaction.atomic():
+    with transaction.atomic(), _auditing(instance):
         before = audit.snapshot(instance)
         pk, text = instance.pk, str(instance)
         try:

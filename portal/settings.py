@@ -8,6 +8,7 @@ localhost, a secret key generated once into ``var/secret_key``. Production sets
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import hmac
 import secrets
@@ -60,7 +61,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "rest_framework",
-    "rest_framework.authtoken",
+    "axes",  # sign-in throttling (issue 15; tenancy.signin). DRF's plain-text authtoken is gone: tenancy.tokens
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -76,15 +77,21 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # issue 15: a control character (NUL) in the path, query or a form is 400 before anything reads it;
+    # every response carries the Content-Security-Policy (core/middleware.py)
+    "core.middleware.RefuseControlCharactersMiddleware",
+    "core.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "tenancy.middleware.CurrentRequestMiddleware",  # issue 15: the actor of access changes made in the admin
     "core.timezones.TimezoneMiddleware",  # the person's zone (the tz cookie) for what the request renders
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "audit.middleware.RequestContextMiddleware",
+    "axes.middleware.AxesMiddleware",  # issue 15: last, turns a refused sign-in into tenancy.signin's answer
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -174,6 +181,23 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+# --- Sign-in throttling (issue 15; tenancy/signin.py, docs/deployment.md) ---
+# After PORTAL_LOGIN_FAILURE_LIMIT failed sign-ins for one account, or from one address, further attempts
+# (form, admin, POST /api/auth/token/) are refused with 429, without checking the password, for
+# PORTAL_LOGIN_COOLOFF_MINUTES; refusals meanwhile do not extend it. Success resets the count.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("PORTAL_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = datetime.timedelta(minutes=env_int("PORTAL_LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_CALLABLE = "tenancy.signin.lockout_response"
+AXES_VERBOSE = False
+# Behind a reverse proxy every client arrives from the proxy's address: count per address by the last
+# X-Forwarded-For entry (the one the proxy appended) instead, or the first wrong passwords lock out everyone.
+AXES_CLIENT_IP_CALLABLE = "tenancy.signin.client_address"
+PORTAL_CLIENT_ADDRESS_FROM_PROXY = env_bool("PORTAL_BEHIND_PROXY", False)
+# --- end sign-in throttling ---
 
 # --- HTTPS hardening (manage.py check --deploy) --------------------------------------
 # Behind TLS (PORTAL_HTTPS=1) cookies are secure-only, HTTP redirects to HTTPS and HSTS
@@ -214,7 +238,7 @@ WHITENOISE_USE_FINDERS = DEBUG
 REST_FRAMEWORK = {
     # Token first, so an anonymous call gets 401 with a WWW-Authenticate header, not 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "tenancy.tokens.TokenAuthentication",  # issue 15: keys stored hashed
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -225,6 +249,12 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "core.api.PortalPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "core.api.exception_handler",
+    # issue 15: JSON nested too deep or holding NUL is 400 (core/parsers.py); forms as DRF's defaults
+    "DEFAULT_PARSER_CLASSES": [
+        "core.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
@@ -297,6 +327,9 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    # issue 15: refusals (4xx) and database outages (503) are one line each, without a traceback
+    "filters": {"one_line_refusals": {"()": "core.logs.OneLineRefusals"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {"django.request": {"filters": ["one_line_refusals"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }

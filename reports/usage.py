@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from allocations.models import Desktop
 from audit.exports import neutralise
+from core.datetimes import InvalidInstant, in_range
 from core.errors import PortalError
 
 GROUPS = ("tenant", "user", "profile", "host")
@@ -147,8 +148,11 @@ def parse_period(params) -> tuple[datetime, datetime, str]:
             label = period
     except ValueError:
         raise PortalError("period is YYYY-MM, or give start and end as ISO dates (2026-11-01).") from None
-    start = start if timezone.is_aware(start) else timezone.make_aware(start, tz)
-    end = end if timezone.is_aware(end) else timezone.make_aware(end, tz)
+    try:  # core.datetimes: an instant out of range once in UTC (9999-12-31T23:59:59-23:59) is refused in words
+        start = in_range(start if timezone.is_aware(start) else timezone.make_aware(start, tz))
+        end = in_range(end if timezone.is_aware(end) else timezone.make_aware(end, tz))
+    except (InvalidInstant, OverflowError):
+        raise PortalError("start and end must lie in years 1 to 9999 (in UTC).") from None
     if end <= start:
         raise PortalError("end must be after start.")
     return start, end, label

@@ -5,3 +5,9 @@ class TenancyConfig(AppConfig):
     name = "tenancy"
     verbose_name = "Tenants and roles"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from tenancy import audit_signals, signin
+
+        audit_signals.connect()  # every change of who may do what is audited, however it is made
+        signin.connect()  # sign-ins, failures and lockouts are audited

@@ -74,3 +74,37 @@ class Membership(models.Model):
             raise ValidationError(
                 {"tenant": f"The {self.get_role_display()} role is platform-wide; leave tenant empty."}
             )
+
+
+class APITokenQuerySet(models.QuerySet):
+    def active(self):
+        return self.filter(revoked_at__isnull=True)
+
+
+class APIToken(models.Model):
+    """A personal key for the API (``Authorization: Token <key>``). Only the key's SHA-256 is stored:
+    the key itself is shown once, when it is made (``tenancy.tokens``). ``prefix`` is its first
+    characters, not secret, so a person can tell their tokens apart. A revoked token stays listed,
+    with the time it was revoked, and authenticates nobody."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, blank=True, help_text="What it is for (a script, a laptop).")
+    prefix = models.CharField(max_length=16, editable=False)
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = APITokenQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        label = f" ({self.name})" if self.name else ""
+        return f"{self.prefix}…{label} of {self.user}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.db import connection
-from rest_framework.authtoken.models import Token
 
 from consoles.grants import sign_grant
 from consoles.relay import open_relay
@@ -21,6 +20,7 @@ from inventory.drivers.base import DomainSpec
 from inventory.services.connect import driver_for
 from inventory.tests.test_vm_lab import vm_host  # noqa: F401 (a fixture: a VM-lab host, or skipped)
 from portal.tests.browser.conftest import Process, _database_url
+from tenancy.tokens import issue_token
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,7 +71,7 @@ def test_the_ticket_never_reaches_daphnes_or_the_portals_logs(daphne, console_de
     from websockets.sync.client import connect
 
     base, server = daphne
-    key = Token.objects.create(user=tenant_member).key
+    _, key = issue_token(tenant_member, actor=tenant_member, name="console test")
     request = urllib.request.Request(
         f"{base}/api/desktops/{console_desktop.pk}/console/", method="POST", headers={"Authorization": f"Token {key}"}
     )

@@ -20,6 +20,7 @@ from inventory.tests.factories import make_gpu, make_host, make_profile
 from reports.exports import queue_export
 from tenancy.models import Membership
 from tenancy.roles import Role
+from tenancy.tokens import issue_token
 
 ADMIN, AUDITOR, MEMBER, OUTSIDER = "platform_admin", "auditor", "tenant_member", "outsider"
 PERSONAS = (ADMIN, AUDITOR, MEMBER, OUTSIDER)
@@ -58,6 +59,14 @@ ACCESS = {
         "verbs": "LRC",
         "scoped": True,
         "expect": {("create", ADMIN): 403},
+    },
+    # API tokens: each person sees and revokes (DELETE) only their own, platform admins included.
+    "tokens": {
+        "read": EVERYONE,
+        "write": EVERYONE,
+        "verbs": "LRCD",
+        "scoped": True,
+        "expect": {(verb, p): 404 for verb in ("retrieve", "delete") for p in (ADMIN, AUDITOR, OUTSIDER)},
     },
 }
 VERBS = {"L": "list", "R": "retrieve", "C": "create", "U": "update", "D": "delete"}
@@ -136,6 +145,7 @@ def world(personas, tenant, other_tenant, lab, catalog):
         "export-jobs": {"row": export_job, "create": {"kind": "allocations", "format": "csv"}},
         # framebuffer: each tenant already has its one pending request for max_desktops (a second is a 409)
         "quota-requests": {"row": quota_request, "create": {"max_framebuffer_mib": 65536, "reason": "a workshop"}},
+        "tokens": {"row": issue_token(personas[MEMBER], actor=personas[MEMBER], name="a script")[0], "create": {}},
     }
 
 

@@ -77,3 +77,15 @@ def test_rows_of_the_old_layout_are_read_through_the_moved_models():
     assert old.get_model("allocations", "Membership").objects.count() == 1
     migrate(latest())
     assert get_user_model().objects.filter(memberships__tenant__slug="old-labs").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_plain_text_token_table_of_drf_authtoken_is_dropped_on_upgrade():
+    """Issue 15: DRF's authtoken kept every key in clear; upgrading removes that table and its keys."""
+    migrate([("tenancy", "0001_tenant_and_membership_from_allocations")])
+    user = get_user_model().objects.create(username="dave")
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE authtoken_token (key varchar(40) PRIMARY KEY, created timestamp, user_id integer)")
+        cursor.execute("INSERT INTO authtoken_token VALUES (%s, CURRENT_TIMESTAMP, %s)", ["a" * 40, user.pk])
+    migrate(latest())
+    assert "authtoken_token" not in connection.introspection.table_names()
