@@ -20,6 +20,7 @@ from reports import exports
 from reports.filters import AuditEventFilterSet
 from reports.models import ExportJob
 from reports.serializers import AuditEventSerializer, ExportJobRequestSerializer, ExportJobSerializer
+from reports.streaming import AsyncChunks, body_for, file_chunks, served_by_asgi
 from reports.usage import GROUPS, parse_period, usage_csv, usage_report
 from reports.verification import verify_and_record
 from tenancy.permissions import RolePermission
@@ -37,6 +38,7 @@ class FormatParamIsOurs(BaseContentNegotiation):
 
 
 def streaming(chunks, content_type: str, filename: str) -> StreamingHttpResponse:
+    """``chunks``: sync (WSGI) or async (ASGI, ``reports.streaming.body_for``)."""
     response = StreamingHttpResponse(chunks, content_type=content_type)
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
@@ -58,6 +60,9 @@ class ExportView(APIView):
     renderer_classes = [JSONRenderer]
     content_negotiation_class = FormatParamIsOurs
     kind = ""
+    #: Under ASGI, stream an async iterator (bytes as they are read). False hands Django the sync one,
+    #: which it reads whole before the first byte under ASGI: only bench/export_asgi.py sets it, to compare.
+    async_under_asgi = True
 
     @extend_schema(
         parameters=[OpenApiParameter("format", str, enum=["csv", "json", "ndjson"])],
@@ -70,7 +75,9 @@ class ExportView(APIView):
         exports.record_export(request.user, self.kind, fmt, params)
         job = exports.record_streamed(request.user, self.kind, fmt, params)
         # named as its job, so the manifest saved beside it is <file>.manifest.json, as verify_export looks
-        response = streaming(exports.stream_recording_manifest(export, job), export.content_type, job.filename)
+        chunks = exports.stream_recording_manifest(export, job, actor=request.user)
+        body = body_for(request, chunks) if self.async_under_asgi else chunks
+        response = streaming(body, export.content_type, job.filename)
         response["X-Export-Manifest"] = manifest_url(job)
         response["Link"] = f'<{manifest_url(job)}>; rel="describedby"'
         return response
@@ -135,7 +142,10 @@ class ExportJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         except FileNotFoundError:
             raise NotFound("The export's file is gone from the server; ask for the export again.") from None
         exports.record_download(request.user, job)
-        return FileResponse(handle, as_attachment=True, filename=job.filename)
+        response = FileResponse(handle, as_attachment=True, filename=job.filename)  # its headers; closes handle
+        if served_by_asgi(request):  # Django would read the whole file before its first byte
+            response.streaming_content = AsyncChunks(file_chunks(handle))
+        return response
 
 
 class VerificationView(APIView):

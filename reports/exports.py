@@ -11,22 +11,25 @@ kept, ``path`` empty) whose manifest is stored once its last byte has gone out. 
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import logging
 import os
-from collections.abc import Callable
-from datetime import datetime, time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
 
 from allocations.models import Desktop
-from allocations.services.access import desktop_fields_hidden_from
+from allocations.services.access import desktop_fields_hidden_from, refuse_hidden_filters
 from audit import services as audit
 from audit.event_export import export_events
 from audit.exports import FORMATS, MANIFEST_SUFFIX, Export, manifest_bytes
 from audit.models import AuditEvent
+from core.datetimes import InvalidInstant, parse_instant
 from core.errors import Forbidden, PortalError
 from core.queue import enqueue_on_commit
 from reports.filters import AuditEventFilterSet
@@ -34,15 +37,20 @@ from reports.models import ExportJob
 from reports.usage import ALLOCATION_COLUMNS, allocation_rows
 from tenancy.roles import roles_of, sees_everything
 
+logger = logging.getLogger(__name__)
 
-def _date_start(text: str):
-    try:
-        day = parse_date(text)
-    except ValueError:
-        return None
-    if day is None:
-        return None
-    return timezone.make_aware(datetime.combine(day, time.min))
+#: What the person who asked sees when an export fails: the technical detail goes to the server log and to
+#: the audit log (``export.failed``, read by auditors and platform admins), never to the job's ``error``.
+JOB_FAILED = (
+    "The export failed because of an error on the server; an administrator can see the details in the audit log."
+)
+#: The last line of a streamed download that failed half-way (after the rows that did go out).
+STREAM_FAILED = (
+    "The export stopped because of an error on the server: this file is incomplete and has no manifest. "
+    "An administrator can see the details in the audit log."
+)
+#: How a failed CSV download ends (the style of the old ``#manifest,`` line): not a row of the columns.
+CSV_FAILED_PREFIX = "#export-failed"
 
 
 def _filters(params) -> dict:
@@ -72,15 +80,17 @@ def _allocations(user, fmt: str, filters: dict) -> Export:
     """Desktop history: operators export everyone's, a member their own desktops' (without where they ran)."""
     if not sees_everything(user) and not roles_of(user).tenant_ids:
         raise Forbidden("You have no desktop history to export.")
+    refuse_hidden_filters(user, filters)  # ?host= would tell a member where their desktops ran
     desktops = Desktop.objects.visible_to(user)
     for key, lookup in _ALLOCATION_FILTERS:
         if key in filters:
             desktops = desktops.filter(**{lookup: filters[key]})
     for key, lookup in (("since", "requested_at__gte"), ("until", "requested_at__lt")):
         if key in filters:
-            when = parse_datetime(str(filters[key])) or _date_start(str(filters[key]))
-            if when is None:
-                raise PortalError(f"{key} must be an ISO date or date-time, e.g. 2026-11-01 or 2026-11-01T08:00Z.")
+            try:  # out of range once in UTC (9999-12-31T23:59:59-23:59): refused now, not half-way through the body
+                when = parse_instant(filters[key])
+            except InvalidInstant as exc:
+                raise PortalError(f"{key}: {exc}") from None
             desktops = desktops.filter(**{lookup: when})
     hidden = desktop_fields_hidden_from(user)
     columns = [c for c in ALLOCATION_COLUMNS if c not in hidden]
@@ -150,10 +160,8 @@ def run_export_job(job_id: int) -> ExportJob:
                 handle.write(chunk)
         Path(str(path) + MANIFEST_SUFFIX).write_bytes(manifest_bytes(export.manifest()))
         os.replace(partial, path)  # a download never sees half a file (its manifest is there first)
-    except Exception as exc:  # noqa: BLE001 - the job records why it failed, for the person who asked
-        ExportJob.objects.filter(pk=job.pk).update(
-            status=ExportJob.Status.FAILED, error=str(exc)[:500], finished_at=timezone.now()
-        )
+    except Exception as exc:
+        fail_job(job, exc, actor=user, error=JOB_FAILED)
         raise
     ExportJob.objects.filter(pk=job.pk).update(
         status=ExportJob.Status.DONE,
@@ -177,24 +185,66 @@ def record_streamed(user, kind: str, fmt: str, params: dict) -> ExportJob:
     )
 
 
-def stream_recording_manifest(export: Export, job: ExportJob):
-    """Yield the export's bytes; once the last has gone out, keep its manifest on ``job`` (done). A download
-    that stops before its end leaves the job failed, saying so, and no manifest."""
-    finished = False
+def fail_job(job: ExportJob, exc: BaseException, *, actor, error: str) -> None:
+    """``job`` failed: the person sees ``error`` (words); the exception goes to the server log and to the
+    audit log (``export.failed``, for admins). Never raises: it runs where an error is already being handled."""
+    logger.error("Export job %s (%s as %s) failed", job.pk, job.kind, job.fmt, exc_info=exc)
     try:
-        yield from export
+        ExportJob.objects.filter(pk=job.pk).update(
+            status=ExportJob.Status.FAILED, error=error, finished_at=timezone.now()
+        )
+        with transaction.atomic():
+            audit.record_row("export.failed", job, actor=actor, after={"detail": f"{type(exc).__name__}: {exc}"[:2000]})
+    except Exception:  # noqa: BLE001 - the database may be what failed; the log has it all
+        logger.exception("Could not record the failure of export job %s", job.pk)
+
+
+def failure_marker(fmt: str, *, started: bool) -> bytes:
+    """The end of a download that failed half-way, in its format, so no reader takes it for a whole file."""
+    if fmt == "csv":
+        line = io.StringIO()
+        csv.writer(line, lineterminator="\n").writerow([CSV_FAILED_PREFIX, STREAM_FAILED])
+        return line.getvalue().encode()
+    if fmt == "json" and started:  # after '{"rows": [' and the rows so far
+        return ('\n],\n"error": ' + json.dumps(STREAM_FAILED) + "}\n").encode()
+    return (json.dumps({"error": STREAM_FAILED}) + "\n").encode()
+
+
+def stream_recording_manifest(export: Export, job: ExportJob, *, actor=None) -> Iterator[bytes]:
+    """Yield the export's bytes; once the last has gone out, keep its manifest on ``job`` (done). A download
+    that stops before its end leaves the job failed, saying so, and no manifest. An error while reading
+    ends the body with ``failure_marker`` (the rows before it went out) and is logged and audited
+    (``fail_job``): the response always ends, whatever failed."""
+    finished = failed = started = False
+    try:
+        for chunk in export:
+            started = True
+            yield chunk
         finished = True
+    except Exception as exc:
+        failed = True
+        fail_job(job, exc, actor=actor, error=STREAM_FAILED)
+        yield failure_marker(export.fmt, started=started)
     finally:
-        if finished:
-            ExportJob.objects.filter(pk=job.pk).update(
-                status=ExportJob.Status.DONE, rows=export.count, manifest=export.manifest(), finished_at=timezone.now()
-            )
-        else:
-            ExportJob.objects.filter(pk=job.pk).update(
-                status=ExportJob.Status.FAILED,
-                error="The download stopped before its end: no manifest was kept.",
-                finished_at=timezone.now(),
-            )
+        close = getattr(export.rows, "close", None)
+        if close is not None:
+            close()  # the server-side cursor goes now, not when the export is garbage
+        try:
+            if finished:
+                ExportJob.objects.filter(pk=job.pk).update(
+                    status=ExportJob.Status.DONE,
+                    rows=export.count,
+                    manifest=export.manifest(),
+                    finished_at=timezone.now(),
+                )
+            elif not failed:
+                ExportJob.objects.filter(pk=job.pk).update(
+                    status=ExportJob.Status.FAILED,
+                    error="The download stopped before its end: no manifest was kept.",
+                    finished_at=timezone.now(),
+                )
+        except Exception:  # noqa: BLE001 - the body is out; the log says why its job was not updated
+            logger.exception("Could not record the end of streamed export job %s", job.pk)
 
 
 def manifest_of(job: ExportJob) -> bytes:
