@@ -27,7 +27,7 @@ redis:
 
 # Redis, the lab (VM lab if libvirtd + QEMU can run here, else the test-driver lab), a worker per host,
 # beat, and the portal in the foreground (scripts/run.sh).
-run: seed redis
+run: redis seed
 	HOST=$(HOST) PORT=$(PORT) scripts/run.sh
 
 # Stop everything `make run` started, also from another terminal or after run.sh was killed: the portal,

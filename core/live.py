@@ -74,13 +74,13 @@ def publish_many(groups: list[str], type_: str, payload: dict) -> None:
         for group in groups:
             try:
                 await layer.group_send(group, message)
-            except Exception:  # noqa: BLE001 - live updates are best effort; the database stays the truth
-                log.warning("could not publish %s to %s", type_, group, exc_info=True)
+            except Exception as exc:  # noqa: BLE001 - live updates are best effort; the database stays the truth
+                log.warning("could not publish %s to %s: %s", type_, group, exc)
 
     try:
         async_to_sync(send_all)()
-    except Exception:  # noqa: BLE001
-        log.warning("could not publish %s to %s", type_, ", ".join(groups), exc_info=True)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("could not publish %s to %s: %s", type_, ", ".join(groups), exc)
 
 
 def publish_on_commit(groups: list[str], type_: str, payload: dict) -> None:

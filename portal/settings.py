@@ -182,13 +182,17 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 # --- Sign-in throttling (issue 15; tenancy/signin.py, docs/deployment.md) ---
-# After PORTAL_LOGIN_FAILURE_LIMIT failed sign-ins for one account, or from one address, further attempts
+# After PORTAL_LOGIN_FAILURE_LIMIT failed sign-ins for one account (or PORTAL_LOGIN_ADDRESS_FAILURE_LIMIT
+# from one address, whichever accounts were tried), further attempts
 # (form, admin, POST /api/auth/token/) are refused with 429, without checking the password, for
 # PORTAL_LOGIN_COOLOFF_MINUTES; refusals meanwhile do not extend it. Success resets the count.
-AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AUTHENTICATION_BACKENDS = ["tenancy.signin.SignInBackend", "django.contrib.auth.backends.ModelBackend"]
 AXES_FAILURE_LIMIT = env_int("PORTAL_LOGIN_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = datetime.timedelta(minutes=env_int("PORTAL_LOGIN_COOLOFF_MINUTES", 15, minimum=1))
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_LOCKOUT_PARAMETERS = ["username"]
+# Per address (all accounts tried from it) the limit is higher: a campus NAT or a proxy puts many people
+# behind one address, and one person's typos must not lock them all out (tenancy.signin.SignInBackend).
+PORTAL_LOGIN_ADDRESS_FAILURE_LIMIT = env_int("PORTAL_LOGIN_ADDRESS_FAILURE_LIMIT", 30, minimum=1)
 AXES_RESET_ON_SUCCESS = True
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_LOCKOUT_CALLABLE = "tenancy.signin.lockout_response"

@@ -1,9 +1,11 @@
 """Signing in: throttled by django-axes (settings ``AXES_*``), every outcome in the audit trail.
 
-Axes counts failures per account and per address; at the limit further attempts are refused before any
-password is checked (its backend comes first in ``AUTHENTICATION_BACKENDS``) until the cool-off has
-passed, and ``lockout_response`` answers them in words. The receivers here record ``auth.signed_in``,
-``auth.sign_in_failed`` and ``auth.locked_out`` (once, when the lockout begins). No event holds a
+Axes counts failures per account (PORTAL_LOGIN_FAILURE_LIMIT) and ``SignInBackend`` per address
+(PORTAL_LOGIN_ADDRESS_FAILURE_LIMIT, higher: many people may share one address); at either limit further
+attempts are refused before any password is checked (the backend comes first in
+``AUTHENTICATION_BACKENDS``) until the cool-off has passed, and ``lockout_response`` answers them in
+words. The receivers here record ``auth.signed_in``, ``auth.sign_in_failed`` and ``auth.locked_out``
+(once, when an account's lockout begins). No event holds a
 password, and a name that is no account's is not kept either (it is often a password typed one field
 too early).
 """
@@ -12,16 +14,45 @@ from __future__ import annotations
 
 import math
 
+from axes.backends import AxesStandaloneBackend
+from axes.exceptions import AxesBackendPermissionDenied
 from axes.helpers import get_cool_off
+from axes.models import AccessAttempt
 from axes.signals import user_locked_out
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.db import transaction
+from django.db.models import Sum
 from django.http import JsonResponse
 from django.shortcuts import render
+from django.utils import timezone
 
 from audit import services as audit
+
+
+class SignInBackend(AxesStandaloneBackend):
+    """Axes' check per account (``AXES_LOCKOUT_PARAMETERS``), plus one per address with its own, higher
+    limit (``PORTAL_LOGIN_ADDRESS_FAILURE_LIMIT``): at axes' single limit, five wrong passwords for one
+    person from a shared address (a campus NAT, a proxy, the demo's loopback) paused sign-ins for
+    everyone there. An address past its limit is refused like a locked account, before any password."""
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        if request is not None and address_failures(request) >= settings.PORTAL_LOGIN_ADDRESS_FAILURE_LIMIT:
+            request.axes_locked_out = True
+            raise AxesBackendPermissionDenied("too many failed sign-ins from this address")
+        return super().authenticate(request, username=username, password=password, **kwargs)
+
+
+def address_failures(request) -> int:
+    """Failed sign-ins from the request's address within the cool-off, over every account tried."""
+    address = client_address(request)
+    cool_off = get_cool_off(request)
+    if not address or not cool_off:
+        return 0
+    since = timezone.now() - cool_off
+    attempts = AccessAttempt.objects.filter(ip_address=address, attempt_time__gte=since)
+    return attempts.aggregate(total=Sum("failures_since_start"))["total"] or 0
 
 
 def _minutes(request=None) -> int:
@@ -37,8 +68,8 @@ def lockout_message(request=None) -> str:
         else "A platform admin can lift it."
     )
     return (
-        f"Too many failed sign-ins for this account or from this address ({settings.AXES_FAILURE_LIMIT} in a row): "
-        f"signing in is paused, and no password is checked meanwhile. {when}"
+        "Too many failed sign-ins for this account or from this address: signing in is paused, and no "
+        f"password is checked meanwhile. {when}"
     )
 
 
