@@ -217,7 +217,7 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = PORTAL_HTTPS
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 # Joining the browsers' HSTS preload list is a per-domain decision that is hard to undo,
 # so it stays opt-in (SECURE_HSTS_PRELOAD=1) and its reminder is silenced (docs/deployment.md).
-SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
+SILENCED_SYSTEM_CHECKS += [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 if env_bool("PORTAL_BEHIND_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_HTTPONLY = True
