@@ -269,3 +269,94 @@ def _check_tail(result: Verification, signed: list[_Signed], last_hash: str, pro
             f"Events {result.protected_seq + 1}..{result.head_seq} are not covered by an anchored checkpoint yet: "
             "until the next one, someone who can write the database can rewrite or remove them undetected."
         )
+
+
+#: The most events the event page walks from an event to the checkpoint that covers it; further, it
+#: says so and points to the whole verification.
+WALK_LIMIT = 20_000
+
+
+@dataclass
+class EventState:
+    """What can be said about one event's place in the chain, without walking all of it."""
+
+    recomputed: str
+    hash_ok: bool
+    #: The event at seq - 1 (None for the first, or when missing) and whether this one links to it.
+    previous: AuditEvent | None
+    links_previous: bool
+    #: The event at seq + 1 (None at the head, or when missing) and whether it links to this one.
+    next: AuditEvent | None
+    links_next: bool | None
+    #: The first checkpoint at or after this event, whether its signature is this deployment's, and
+    #: whether the events from here to it link up to the hash it signed (None: too far to walk here).
+    checkpoint: Checkpoint | None = None
+    checkpoint_signed: bool = False
+    covered: bool | None = None
+    walked: int = 0
+    #: Whether that checkpoint is in the anchor (None: no anchor, or one that cannot be read back).
+    anchored: bool | None = None
+    anchor: str = ""
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def inspect_event(event: AuditEvent, *, walk_limit: int = WALK_LIMIT, anchor_path=None) -> EventState:
+    """``event``'s hash recomputed, its links to its neighbours, and whether a signed checkpoint covers it
+    (the events from it to the checkpoint are walked, up to ``walk_limit``)."""
+    recomputed = event_hash({name: getattr(event, name) for name in CANONICAL_FIELDS})
+    neighbours = {e.seq: e for e in AuditEvent.objects.filter(seq__in=[event.seq - 1, event.seq + 1])}
+    previous, following = neighbours.get(event.seq - 1), neighbours.get(event.seq + 1)
+    expected_prev = previous.hash if previous else GENESIS
+    state = EventState(
+        recomputed=recomputed,
+        hash_ok=recomputed == event.hash,
+        previous=previous,
+        links_previous=event.prev_hash == expected_prev and (previous is not None or event.seq == 1),
+        next=following,
+        links_next=None if following is None else following.prev_hash == event.hash,
+    )
+    if not state.hash_ok:
+        state.problems.append("its content no longer matches its hash (it was edited)")
+    if not state.links_previous:
+        state.problems.append(
+            f"position {event.seq - 1} is missing"
+            if previous is None and event.seq > 1
+            else "its prev_hash is not the previous event's hash"
+        )
+    if state.links_next is False:
+        state.problems.append("the next event does not link to this one")
+    _check_coverage(event, state, walk_limit, anchor_path)
+    return state
+
+
+def _check_coverage(event: AuditEvent, state: EventState, walk_limit: int, anchor_path) -> None:
+    check = Checkpoint.objects.filter(seq__gte=event.seq).order_by("number").first()
+    state.checkpoint = check
+    if check is None:
+        return
+    state.checkpoint_signed = checkpoint_signature_ok(check, check.signature)
+    if not state.checkpoint_signed:
+        state.problems.append(f"checkpoint {check.number}'s signature is wrong (forged?)")
+    if check.seq - event.seq <= walk_limit:
+        expected, prev = event.seq, event.prev_hash
+        rows = AuditEvent.objects.filter(seq__gte=event.seq, seq__lte=check.seq).order_by("seq")
+        for row in rows.values("hash", *CANONICAL_FIELDS).iterator(chunk_size=2000):
+            if row["seq"] != expected or row["prev_hash"] != prev or event_hash(row) != row["hash"]:
+                break
+            expected, prev, state.walked = expected + 1, row["hash"], state.walked + 1
+        state.covered = expected == check.seq + 1 and prev == check.hash
+        if not state.covered:
+            state.problems.append(
+                f"the events from here to checkpoint {check.number} (seq {check.seq}) do not link up to the hash it "
+                f"signed (broken at seq {expected})"
+            )
+    anchor = anchors.read(anchor_path)
+    state.anchor = anchors.describe(None) if anchor is None else anchor.source
+    if anchor is not None and anchor.readable:
+        state.anchored = any(
+            str(r.get("number")) == str(check.number) and r.get("signature") == check.signature for r in anchor.records
+        )

@@ -73,7 +73,7 @@ def _typed(row: dict) -> dict:
 
 def _rows(body: bytes, fmt: str):
     if fmt == "csv":
-        reader = csv.DictReader(io.StringIO(body.decode()))
+        reader = csv.DictReader(io.StringIO(body.decode("utf-8-sig")))  # with or without a byte order mark
         for row in reader:
             yield _typed({k: unneutralise(v) for k, v in row.items()})
     elif fmt == "ndjson":

@@ -5,7 +5,8 @@ what was asked (filter), how many rows, the first and last chain hash and positi
 events) and whether the rows are a contiguous stretch of the chain, and the SHA-256 of the body,
 signed with ``PORTAL_AUDIT_EXPORT_KEY`` (``audit.signing``), so a file can be checked without the
 database (``manage.py verify_export``) and a changed file cannot come with a recomputed digest.
-A CSV is pure data (a header, then rows of the same columns): its manifest travels beside it,
+A CSV is pure data (a header, then rows of the same columns), optionally after a UTF-8 byte order mark
+(``bom``: spreadsheets then read it as UTF-8, not their local code page): its manifest travels beside it,
 as ``<file>.manifest.json`` (``manifest_bytes``), its body_sha256 covering the whole file. JSON
 and NDJSON also carry it inside, at their end (a ``manifest`` key after ``rows``; a last
 ``{"manifest": …}`` line), their digest covering everything before it.
@@ -30,6 +31,8 @@ FORMATS = {"csv": "text/csv", "json": "application/json", "ndjson": "application
 _DANGEROUS = ("=", "+", "-", "@", "\t", "\r", "'")
 #: How exports before the manifest moved beside the CSV ended: still read, never written.
 LEGACY_MANIFEST_PREFIX = "#manifest,"
+#: The byte order mark a CSV for spreadsheets starts with (``bom``); readers skip it (``utf-8-sig``).
+BOM = "\ufeff"
 #: The manifest's file beside an export: ``events.csv`` → ``events.csv.manifest.json``.
 MANIFEST_SUFFIX = ".manifest.json"
 
@@ -74,11 +77,13 @@ class Export:
         chain_field: str | None = None,
         sequence_field: str | None = None,
         narrowing: Iterable[str] = (),
+        bom: bool = False,
     ):
         if fmt not in FORMATS:
             raise ValueError(f"format must be one of {', '.join(FORMATS)}")
         self.fmt, self.columns, self.rows, self.kind, self.filters = fmt, columns, rows, kind, filters
         self.chain_field, self.sequence_field, self.narrowing = chain_field, sequence_field, sorted(narrowing)
+        self.bom = bom
         self.count = 0
         self.first = self.last = self.first_seq = self.last_seq = None
         self.digest = hashlib.sha256()
@@ -96,6 +101,8 @@ class Export:
             "body_sha256": self.digest.hexdigest(),
             "columns": self.columns,
         }
+        if self.bom and self.fmt == "csv":
+            manifest["bom"] = True  # the body (and its digest) starts with EF BB BF
         if self.chain_field:
             manifest.update(first_hash=self.first, last_hash=self.last)
         if self.sequence_field:
@@ -147,6 +154,8 @@ class Export:
     def _csv(self) -> Iterator[bytes]:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
+        if self.bom:
+            buffer.write(BOM)
         writer.writerow(self.columns)
         for row in self.rows:
             self._track(row)

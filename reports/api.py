@@ -5,23 +5,26 @@ from __future__ import annotations
 from django.http import FileResponse, HttpResponse, StreamingHttpResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
+from rest_framework.utils.urls import remove_query_param, replace_query_param
 from rest_framework.views import APIView
 
 from audit.exports import MANIFEST_SUFFIX
 from audit.models import AuditEvent
+from core.api import PortalPagination
 from core.errors import Conflict, NotFound, PortalError
 from reports import exports
 from reports.filters import AuditEventFilterSet
+from reports.keyset import keyset_page, read_cursor, wants_keyset
 from reports.models import ExportJob
 from reports.serializers import AuditEventSerializer, ExportJobRequestSerializer, ExportJobSerializer
 from reports.streaming import AsyncChunks, body_for, file_chunks, served_by_asgi
-from reports.usage import GROUPS, parse_period, usage_csv, usage_report
+from reports.usage import GROUPS, parse_period, usage_csv, usage_report, usage_series
 from reports.verification import verify_and_record
 from tenancy.permissions import RolePermission
 from tenancy.roles import EVERYONE, NOBODY, OPERATORS
@@ -65,7 +68,10 @@ class ExportView(APIView):
     async_under_asgi = True
 
     @extend_schema(
-        parameters=[OpenApiParameter("format", str, enum=["csv", "json", "ndjson"])],
+        parameters=[
+            OpenApiParameter("format", str, enum=["csv", "json", "ndjson"]),
+            OpenApiParameter("bom", bool, description="CSV only: start with a UTF-8 byte order mark (spreadsheets)."),
+        ],
         responses={(200, "text/csv"): OpenApiTypes.BINARY},
     )
     def get(self, request):
@@ -160,7 +166,8 @@ class VerificationView(APIView):
 
 
 class UsageView(APIView):
-    """GPU-hours and framebuffer-hours per tenant, user, profile or host for a period (default: this month)."""
+    """GPU-hours and framebuffer-hours per tenant, user, profile or host for a period (default: this month),
+    and ``series``: GPU-hours per tenant and per profile in each day (week) of it, as the page charts them."""
 
     permission_classes = [RolePermission]
     read_roles, write_roles = OPERATORS, NOBODY
@@ -174,6 +181,7 @@ class UsageView(APIView):
             OpenApiParameter("end", str),
             OpenApiParameter("group_by", str, enum=list(GROUPS)),
             OpenApiParameter("format", str, enum=["json", "csv"]),
+            OpenApiParameter("bom", bool, description="CSV only: start with a UTF-8 byte order mark (spreadsheets)."),
         ],
         responses={200: OpenApiTypes.OBJECT},
     )
@@ -184,7 +192,8 @@ class UsageView(APIView):
         start, end, label = parse_period(request.query_params)
         lines = usage_report(start, end, group_by)
         if request.query_params.get("format") == "csv":
-            response = HttpResponse(usage_csv(lines, group_by), content_type="text/csv")
+            bom = request.query_params.get("bom", "").lower() in exports.YES
+            response = HttpResponse(usage_csv(lines, group_by, bom=bom), content_type="text/csv; charset=utf-8")
             response["Content-Disposition"] = f'attachment; filename="usage-{group_by}-{label}.csv"'
             return response
         return Response(
@@ -203,16 +212,69 @@ class UsageView(APIView):
                     }
                     for x in lines
                 ],
+                "series": usage_series(start, end),
             }
         )
 
 
+class AuditEventPagination(PortalPagination):
+    """``?page=`` as before (a count, and OFFSET: slow deep into a log of millions), or keyset pages by
+    position (reports.keyset): ``?before=<seq>`` (empty: the newest) for older events, ``?after=<seq>``
+    for newer ones, each answer's ``next`` (older) and ``previous`` (newer) links carrying the cursor."""
+
+    def paginate_queryset(self, queryset, request, view=None):
+        self.keyset = None
+        params = request.query_params
+        if not wants_keyset(params):
+            return super().paginate_queryset(queryset, request, view)
+        before, after = read_cursor(params)
+        for other in ("page", "ordering"):
+            if params.get(other):
+                raise PortalError(f"{other} cannot be combined with before/after: keyset pages go by position (seq).")
+        self.request = request
+        self.keyset = keyset_page(queryset, before=before, after=after, size=self.get_page_size(request))
+        return self.keyset.rows
+
+    def get_paginated_response(self, data):
+        if self.keyset is None:
+            return super().get_paginated_response(data)
+        url = remove_query_param(remove_query_param(self.request.build_absolute_uri(), "before"), "after")
+        older, newer = self.keyset.older, self.keyset.newer
+        return Response(
+            {
+                "next": replace_query_param(url, "before", older) if older is not None else None,
+                "previous": replace_query_param(url, "after", newer) if newer is not None else None,
+                "results": data,
+            }
+        )
+
+    def get_paginated_response_schema(self, schema):
+        paged = super().get_paginated_response_schema(schema)
+        paged["required"] = ["results"]
+        paged["properties"]["count"]["description"] = "Only with ?page= (not with ?before=/?after=)."
+        return paged
+
+
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "before",
+                int,
+                description="Keyset page: the events before this position (seq), newest "
+                "first; empty for the newest page. Its `next` link goes on.",
+            ),
+            OpenApiParameter("after", int, description="Keyset page: the events after this position (seq)."),
+        ]
+    )
+)
 class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
     """The audit trail, newest first. Auditors and platform admins read it; nobody writes it."""
 
     queryset = AuditEvent.objects.all()
     serializer_class = AuditEventSerializer
     filterset_class = AuditEventFilterSet
+    pagination_class = AuditEventPagination
     permission_classes = [RolePermission]
     read_roles, write_roles = OPERATORS, NOBODY
-    ordering_fields = ["occurred_at", "id"]
+    ordering_fields = ["occurred_at", "id", "seq"]

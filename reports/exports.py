@@ -53,8 +53,19 @@ STREAM_FAILED = (
 CSV_FAILED_PREFIX = "#export-failed"
 
 
+#: What a request or job may carry beside its filters: how to page or shape the file, never what is selected.
+NOT_FILTERS = ("format", "page", "page_size", "before", "after", "bom")
+#: ``?bom=1`` (or a checked box): a CSV for spreadsheets starts with a UTF-8 byte order mark.
+YES = ("1", "true", "yes", "on")
+
+
 def _filters(params) -> dict:
-    return {k: v for k, v in params.items() if k not in ("format", "page", "page_size") and v not in ("", None)}
+    return {k: v for k, v in params.items() if k not in NOT_FILTERS and v not in ("", None)}
+
+
+def _options(params) -> dict:
+    """The export's options (kept on a background job beside its filters)."""
+    return {"bom": "1"} if str(params.get("bom", "")).lower() in YES else {}
 
 
 def _audit_events(user, fmt: str, filters: dict) -> Export:
@@ -111,7 +122,9 @@ def build_export(user, kind: str, fmt: str, params: dict) -> Export:
     builder = KINDS.get(kind)
     if builder is None:
         raise PortalError(f"kind must be one of {', '.join(KINDS)}")
-    return builder(user, fmt, _filters(params))
+    export = builder(user, fmt, _filters(params))
+    export.bom = fmt == "csv" and bool(_options(params))
+    return export
 
 
 def record_export(user, kind: str, fmt: str, filters: dict, *, background: bool = False) -> None:
@@ -133,7 +146,7 @@ def queue_export(user, kind: str, fmt: str, params: dict) -> ExportJob:
             requested_by_username=user.get_username(),
             kind=kind,
             fmt=fmt,
-            filters=_filters(params),
+            filters=_filters(params) | _options(params),
         )
         record_export(user, kind, fmt, params, background=True)
         enqueue_on_commit("reports.tasks.run_export", job.pk)

@@ -10,6 +10,9 @@ urlpatterns = [
 
 #: Under /audit/, with the "audit" namespace the pages have always used (``audit:event-list``).
 audit_patterns = (
-    [path("", views.event_list, name="event-list")],
+    [
+        path("", views.event_list, name="event-list"),
+        path("events/<int:seq>/", views.event_detail, name="event-detail"),
+    ],
     "audit",
 )

@@ -8,18 +8,19 @@ allocation export carries every figure used here, so a report can be recomputed 
 
 from __future__ import annotations
 
+import bisect
 import csv
 import io
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, time, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from django.db.models import Q
 from django.utils import timezone
 
 from allocations.models import Desktop
-from audit.exports import neutralise
+from audit.exports import BOM, neutralise
 from core.datetimes import InvalidInstant, in_range
 from core.errors import PortalError
 
@@ -158,8 +159,54 @@ def parse_period(params) -> tuple[datetime, datetime, str]:
     return start, end, label
 
 
-def usage_csv(lines, group_by: str) -> str:
+#: Periods up to this many days are charted per day; longer ones per week.
+DAILY_UP_TO = 62
+#: The series the usage charts draw, whatever the table is grouped by.
+CHARTED = ("tenant", "profile")
+
+
+def buckets(start: datetime, end: datetime) -> list[datetime]:
+    """The edges of the charts' buckets over [start, end): local midnights in the current zone (a day
+    is 23 or 25 hours across a DST change), every 7th for a long period; first ``start``, last ``end``."""
+    tz = timezone.get_current_timezone()
+    step = timedelta(days=1 if (end - start).days <= DAILY_UP_TO else 7)
+    edges, day = [start], timezone.localtime(start, tz).date() + step
+    while (edge := timezone.make_aware(datetime.combine(day, time.min), tz)) < end:
+        edges.append(edge)
+        day += step
+    return [*edges, end]
+
+
+def usage_series(start: datetime, end: datetime, *, now: datetime | None = None) -> dict:
+    """GPU-hours per tenant and per profile in each day (each week, for a long period) of [start, end),
+    charged as ``usage_report`` charges them: {"t": [bucket starts, epoch seconds], "step": "day" | "week",
+    "tenant": [{"key": …, "gpu_hours": [per bucket]}], "profile": […]}."""
+    now = now or timezone.now()
+    edges = buckets(start, end)
+    width = len(edges) - 1
+    totals = {name: defaultdict(lambda: [Decimal(0)] * width) for name in CHARTED}
+    for row in allocation_rows(in_period(start, end)):
+        first = max(0, bisect.bisect_right(edges, row["started_at"]) - 1)
+        last = min(width, bisect.bisect_left(edges, min(row["ended_at"] or now, end)))
+        keys = {"tenant": row["tenant"], "profile": row["profile"] or "passthrough"}
+        for i in range(first, last):
+            seconds = charged_seconds(row["started_at"], row["ended_at"], edges[i], edges[i + 1], now)
+            if seconds:
+                gpu_hours, _ = line_figures(Decimal(row["gpu_share"]), row["framebuffer_mib"], seconds)
+                for name in CHARTED:
+                    totals[name][keys[name]][i] += gpu_hours
+    series = {
+        name: [{"key": key, "gpu_hours": [round(float(v), 3) for v in values]} for key, values in sorted(by.items())]
+        for name, by in totals.items()
+    }
+    step = "day" if (end - start).days <= DAILY_UP_TO else "week"
+    return {"t": [int(edge.timestamp()) for edge in edges[:-1]], "step": step, **series}
+
+
+def usage_csv(lines, group_by: str, *, bom: bool = False) -> str:
     buffer = io.StringIO()
+    if bom:
+        buffer.write(BOM)  # spreadsheets read it as UTF-8
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow([group_by, "desktops", "seconds", "gpu_hours", "framebuffer_gib_hours"])
     for line in lines:

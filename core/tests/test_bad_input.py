@@ -154,7 +154,7 @@ def test_audit_page_since_out_of_range_shows_the_problem(auditor):
     client = Client()
     client.force_login(auditor)
     response = client.get("/audit/", {"since": OUT_OF_RANGE})
-    assert response.status_code == 200
+    assert response.status_code == 400  # issue 16: bad input is a 400, the page still shown with the words
     assert "out of range" in response.content.decode()
 
 

@@ -70,7 +70,8 @@ def test_auditor_filters_the_log(client, auditor, fleet):
     AuditEvent.objects.create(verb="quota.updated", object_type="allocations.quota", tenant_name="Acme Research")
     client.force_login(auditor)
     page = client.get("/audit/", {"verb_prefix": "quota."}).content.decode()
-    assert "1 event" in page and "quota.updated" in page and "host.created" not in page
+    # issue 16: keyset pages show no total (a COUNT over millions of events); one row here
+    assert page.count("<tr data-seq=") == 1 and "quota.updated" in page and "host.created" not in page
     bad = client.get("/audit/", {"since": "not-a-date"}).content.decode()
     assert "Some filters are invalid" in bad
 
