@@ -64,8 +64,8 @@ def _changed(before: dict, after: dict) -> tuple[dict, dict]:
 
 def _user_pre_save(sender, instance, raw=False, update_fields=None, **kwargs):
     instance._access_before = None
-    if raw or instance.pk is None:
-        return
+    if raw or instance.pk is None or is_audited_write(sender):
+        return  # a write through core.writes (allocations.services.people) records its own event
     if update_fields is not None and not set(update_fields) & set(ACCESS_FIELDS):
         return  # e.g. last_login at sign-in: nothing about access can change, and no query is spent
     instance._access_before = sender.objects.filter(pk=instance.pk).values(*ACCESS_FIELDS).first()

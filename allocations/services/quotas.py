@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from django.db import connection, transaction
-from django.db.models import Count, Sum
+from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from allocations.choices import QuotaRequestStatus
@@ -47,6 +47,71 @@ def usage_of(tenant: Tenant, quota: Quota | None = None) -> Usage:
     """What the tenant holds now; pass the (locked) quota row when you have it."""
     quota = quota or Quota.objects.get(tenant=tenant)
     return Usage(tenant.pk, quota.desktops_held, quota.framebuffer_held_mib)
+
+
+def month_start(now=None):
+    """The first instant of the current month in the active time zone."""
+    local = timezone.localtime(now or timezone.now())
+    return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def desktop_hours_this_month(tenant: Tenant, *, now=None) -> float:
+    """Hours the tenant's desktops have run this month (each from its start to its end or now, clipped to
+    the month), one decimal. The usage report (``reports.usage``) charges the same span."""
+    now = now or timezone.now()
+    start = month_start(now)
+    spans = (
+        Desktop.objects.filter(tenant=tenant, started_at__isnull=False, started_at__lt=now)
+        .filter(Q(ended_at__isnull=True) | Q(ended_at__gt=start))
+        .values_list("started_at", "ended_at")
+    )
+    seconds = sum(max(0.0, (min(ended or now, now) - max(started, start)).total_seconds()) for started, ended in spans)
+    return round(seconds / 3600, 1)
+
+
+@dataclass
+class QuotaLine:
+    """One limit of a tenant's quota beside what the tenant uses of it now. ``key`` names the limit as the
+    quota's field (``max_desktops``) or ``profile:<name>``; ``unit`` is "", "MiB" or "h"."""
+
+    key: str
+    label: str
+    used: int | float
+    allowed: int
+    unit: str = ""
+
+    @property
+    def percent(self) -> int:
+        return min(100, round(100 * self.used / self.allowed)) if self.allowed else 100
+
+    @property
+    def over(self) -> bool:
+        return self.used > self.allowed
+
+
+def quota_lines(tenant: Tenant, quota: Quota | None = None, *, now=None) -> list[QuotaLine]:
+    """Each limit of the tenant's quota with its usage now: desktops, framebuffer, each per-profile cap,
+    and the longest desktop (beside the longest the tenant holds now)."""
+    quota = quota or Quota.objects.get(tenant=tenant)
+    usage = usage_of(tenant, quota)
+    lines = [
+        QuotaLine("max_desktops", "Desktops at once", usage.desktops, quota.max_desktops),
+        QuotaLine("max_framebuffer_mib", "Framebuffer", usage.framebuffer_mib, quota.max_framebuffer_mib, "MiB"),
+    ]
+    for limit in quota.profile_limits.select_related("profile"):
+        name = limit.profile.name
+        lines.append(QuotaLine(f"profile:{name}", name, usage.per_profile.get(name, 0), limit.max_instances))
+    longest = Desktop.objects.filter(tenant=tenant).holding_capacity().order_by("-duration_hours").first()
+    lines.append(
+        QuotaLine(
+            "max_desktop_hours",
+            "Longest desktop",
+            longest.duration_hours if longest else 0,
+            quota.max_desktop_hours,
+            "h",
+        )
+    )
+    return lines
 
 
 def recount(tenant: Tenant, *, actor=None) -> bool:

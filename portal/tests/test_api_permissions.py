@@ -60,6 +60,8 @@ ACCESS = {
         "scoped": True,
         "expect": {("create", ADMIN): 403},
     },
+    # People (issue 16): operators read accounts and their roles; platform admins (de)activate them.
+    "people": {"read": {ADMIN, AUDITOR}, "write": {ADMIN}, "verbs": "LRU", "scoped": False},
     # API tokens: each person sees and revokes (DELETE) only their own, platform admins included.
     "tokens": {
         "read": EVERYONE,
@@ -146,6 +148,7 @@ def world(personas, tenant, other_tenant, lab, catalog):
         # framebuffer: each tenant already has its one pending request for max_desktops (a second is a 409)
         "quota-requests": {"row": quota_request, "create": {"max_framebuffer_mib": 65536, "reason": "a workshop"}},
         "tokens": {"row": issue_token(personas[MEMBER], actor=personas[MEMBER], name="a script")[0], "create": {}},
+        "people": {"row": get_user_model().objects.get(username="newcomer"), "update": {"is_active": False}},
     }
 
 
