@@ -37,6 +37,7 @@ class EndReason(models.TextChoices):
     EXPIRED = "expired", "Expired"
     FAILED = "failed", "Failed"
     HOST_LOST = "host-lost", "Domain vanished from its host"
+    DRAINED = "drained", "Its host was drained"
 
 
 class QuotaRequestStatus(models.TextChoices):

@@ -120,8 +120,16 @@ class DesktopTemplate(models.Model):
     vcpus = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(MAX_VCPUS)])
     memory_mib = models.PositiveIntegerField(validators=[MinValueValidator(256), MaxValueValidator(MAX_MEMORY_MIB)])
     disk_image = models.CharField(max_length=255, help_text="Base image path or volume name on the host.")
+    max_duration_hours = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_DESKTOP_HOURS)],
+        help_text="Longest desktop of this template, in hours; empty = the tenant's quota decides alone.",
+    )
     allowed_tenants = models.ManyToManyField(Tenant, blank=True, related_name="templates")
     is_active = models.BooleanField(default=True)
+    # Retired: offered for no new desktop, for good; kept (with its desktops, running or past) for history.
+    retired_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = DesktopTemplateQuerySet.as_manager()
@@ -137,6 +145,10 @@ class DesktopTemplate(models.Model):
             models.CheckConstraint(
                 condition=models.Q(profile__isnull=True) | models.Q(gpu_share_milli__isnull=True),
                 name="template_profile_or_share",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(retired_at__isnull=True) | models.Q(is_active=False),
+                name="template_retired_is_inactive",
             ),
         ]
 
@@ -154,6 +166,10 @@ class DesktopTemplate(models.Model):
     @property
     def is_passthrough(self) -> bool:
         return self.kind == "whole"
+
+    @property
+    def is_retired(self) -> bool:
+        return self.retired_at is not None
 
     @property
     def gpu_summary(self) -> str:
@@ -181,6 +197,8 @@ class DesktopTemplate(models.Model):
             isinstance(m, str) and m.strip() and len(m) <= 40 for m in self.gpu_models
         ):
             errors["gpu_models"] = 'A list of board model names, e.g. ["A40", "L40S"].'
+        if self.retired_at is not None and self.is_active:
+            errors["is_active"] = "A retired template is offered to nobody; make a new template instead."
         if errors:
             raise ValidationError(errors)
 
@@ -209,6 +227,9 @@ class Desktop(models.Model):
     status = models.CharField(max_length=20, choices=DesktopStatus.choices, default=DesktopStatus.REQUESTED)
     status_reason = models.CharField(max_length=500, blank=True, help_text="Why it is in this status, for people.")
     end_reason = models.CharField(max_length=20, choices=EndReason.choices, blank=True)
+    drain_reason = models.CharField(
+        max_length=500, blank=True, help_text="Set when its host is drained (services.drain): the admin's reason."
+    )
     holds_capacity = models.BooleanField(default=True)
 
     host = models.ForeignKey(Host, on_delete=models.PROTECT, null=True, blank=True, related_name="desktops")

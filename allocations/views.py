@@ -16,7 +16,7 @@ from django.views.decorators.http import require_POST
 
 from allocations.choices import HOLDING_STATUSES, QuotaRequestStatus
 from allocations.forms import DecisionForm, DesktopRequestForm, ExtendForm, QuotaIncreaseForm
-from allocations.models import Desktop, DesktopTemplate, QuotaRequest
+from allocations.models import Desktop, QuotaRequest
 from allocations.services import lifecycle, quotas
 from allocations.services.access import get_desktop_for, may_act_on
 from allocations.services.availability import offers_for
@@ -74,7 +74,7 @@ def home(request):
         )
         context["quota_requests"] = QuotaRequest.objects.visible_to(request.user).select_related("tenant")[:5]
     if roles.sees_everything:
-        context["host_states"] = dict(Host.objects.values_list("state").annotate(n=Count("id")).order_by())
+        context["host_states"] = dict(Host.objects.active().values_list("state").annotate(n=Count("id")).order_by())
         context["gpu_modes"] = dict(GPU.objects.present().values_list("mode").annotate(n=Count("id")).order_by())
         context["host_count"] = sum(context["host_states"].values())
         context["gpu_count"] = sum(context["gpu_modes"].values())
@@ -275,20 +275,6 @@ def quota_request_decide(request, pk, decision):
     except ValidationError as exc:
         messages.error(request, _in_words(exc))
     return redirect("quota-requests")
-
-
-@role_required(OPERATORS)
-def tenant_list(request):
-    tenants = Tenant.objects.select_related("quota").order_by("name")
-    return render(
-        request, "allocations/tenants.html", {"rows": [{"tenant": t, "usage": _usage_rows(t)} for t in tenants]}
-    )
-
-
-@role_required(OPERATORS)
-def template_list(request):
-    templates = DesktopTemplate.objects.select_related("profile").prefetch_related("allowed_tenants").order_by("name")
-    return render(request, "allocations/templates.html", {"templates": templates})
 
 
 @role_required(OPERATORS)

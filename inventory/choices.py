@@ -5,6 +5,7 @@ class HostState(models.TextChoices):
     ONLINE = "online", "Online"
     OFFLINE = "offline", "Offline"
     MAINTENANCE = "maintenance", "Maintenance"
+    RETIRED = "retired", "Retired"  # kept for history: never placed on, synced or listed among active hosts
 
 
 class TelemetrySource(models.TextChoices):

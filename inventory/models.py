@@ -13,6 +13,10 @@ host_name_validator = RegexValidator(
     r"^[a-z0-9][a-z0-9-]{0,62}$",
     "Use lower-case letters, digits and hyphens (it names the host's task queue, host.<name>).",
 )
+libvirt_uri_validator = RegexValidator(
+    r"^[a-z][a-z0-9+.-]*://\S*$",
+    "A libvirt URI looks like qemu:///system, qemu+ssh://host.example/system or test:///path/lab.xml.",
+)
 pci_address_validator = RegexValidator(
     r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$",
     "A PCI address looks like 0000:41:00.0 (domain:bus:slot.function, lower-case hex).",
@@ -71,7 +75,9 @@ class Host(models.Model):
 
     name = models.CharField(max_length=63, unique=True, validators=[host_name_validator])
     libvirt_uri = models.CharField(
-        max_length=255, help_text="qemu:///system, qemu+ssh://host/system, qemu+tls://…, or test:///path for the lab."
+        max_length=255,
+        validators=[libvirt_uri_validator],
+        help_text="qemu:///system, qemu+ssh://host/system, qemu+tls://…, or test:///path for the lab.",
     )
     state = models.CharField(max_length=20, choices=HostState.choices, default=HostState.OFFLINE, db_index=True)
     cpu_cores = models.PositiveIntegerField(default=0, help_text="Logical CPUs available to guests.")
@@ -123,6 +129,14 @@ class Host(models.Model):
         help_text='What the last reconcile could not fix or left alone: [{"what": ..., "detail": ...}].',
     )
     notes = models.TextField(blank=True)
+    maintenance_reason = models.CharField(
+        max_length=500, blank=True, help_text="Why the host is in maintenance (or drained), shown to affected owners."
+    )
+    maintenance_since = models.DateTimeField(null=True, blank=True)
+    drain_stop_at = models.DateTimeField(
+        null=True, blank=True, help_text="Drained: when its running desktops are stopped. Empty when not drained."
+    )
+    retired_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

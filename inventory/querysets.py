@@ -33,7 +33,15 @@ class HostQuerySet(models.QuerySet):
 
     def reachable(self):
         """Hosts expected to answer (online, or in maintenance with desktops still running)."""
-        return self.exclude(state=HostState.OFFLINE)
+        return self.exclude(state__in=(HostState.OFFLINE, HostState.RETIRED))
+
+    def active(self):
+        """Hosts in service in any state but retired: what the active lists, syncs and heartbeats cover."""
+        return self.exclude(state=HostState.RETIRED)
+
+    def retired(self):
+        """Hosts taken out of service for good, kept for their history."""
+        return self.filter(state=HostState.RETIRED)
 
     def touch(self, host_id: int | None) -> None:
         """Mark the host changed (its row or its GPU rows were added, edited or removed): the scheduler

@@ -35,7 +35,7 @@ def sync_host_by_id(self, host_id: int) -> str | None:
 def sync_all_hosts() -> int:
     """Beat entry: queue a sync on every host's own queue."""
     count = 0
-    for host in Host.objects.only("id", "name"):
+    for host in Host.objects.active().only("id", "name"):  # a retired host is not read again
         sync_host_by_id.apply_async(args=[host.id], queue=host.queue)
         count += 1
     return count
@@ -60,7 +60,7 @@ def heartbeat(host_id: int) -> bool:
 
 @shared_task
 def send_heartbeats() -> int:
-    hosts = list(Host.objects.only("id", "name"))
+    hosts = list(Host.objects.active().only("id", "name"))
     for host in hosts:
         heartbeat.apply_async(args=[host.id], queue=host.queue, expires=30)
     return len(hosts)

@@ -8,15 +8,19 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
+from allocations.api.drain import HostDrainView  # issue 16: force-drain a host
+from allocations.api.people import PersonViewSet  # issue 16: people
 from allocations.api.views import (
     DesktopTemplateViewSet,
     DesktopViewSet,
+    FleetOverviewView,
     MembershipViewSet,
     MeView,
     QuotaRequestViewSet,
     QuotaViewSet,
     TenantViewSet,
 )
+from allocations.api.whatif import CapacityWhatIfView  # issue 16: capacity what-if
 from consoles.api import DesktopConsoleView
 from core import views
 from core.middleware import allow_inline_scripts
@@ -46,11 +50,15 @@ router.register("quota-requests", QuotaRequestViewSet, basename="quota-request")
 router.register("audit-events", AuditEventViewSet, basename="audit-event")
 router.register("export-jobs", ExportJobViewSet, basename="export-job")
 router.register("tokens", APITokenViewSet, basename="token")
+router.register("people", PersonViewSet, basename="person")  # issue 16: people for the admins' pages
 
 urlpatterns = [
     path("", include("consoles.urls")),  # before allocations': its desktops/<pk>/<action>/ would take console/
     path("", include("allocations.urls")),
+    path("", include("allocations.whatif_urls")),  # issue 16: capacity what-if page
+    path("", include("allocations.tenant_urls")),  # issue 16: tenants, people and quotas
     path("", include("reports.urls")),
+    path("inventory/", include("allocations.host_pages")),  # issue 16: a host's force-drain page
     path("inventory/", include("inventory.urls")),
     path("", include("tenancy.urls")),  # /account/tokens/
     path("audit/", include(audit_patterns)),
@@ -66,7 +74,10 @@ urlpatterns = [
     path("api/exports/allocations/", AllocationExportView.as_view(), name="export-allocations"),
     path("api/audit-verifications/", VerificationView.as_view(), name="audit-verify"),
     path("api/usage/", UsageView.as_view(), name="api-usage"),
+    path("api/capacity/what-if/", CapacityWhatIfView.as_view(), name="api-capacity-whatif"),  # issue 16
     path("api/desktops/<int:pk>/console/", DesktopConsoleView.as_view(), name="api-desktop-console"),
+    path("api/hosts/<int:pk>/drain/", HostDrainView.as_view(), name="api-host-drain"),  # issue 16: force-drain
+    path("api/fleet/overview/", FleetOverviewView.as_view(), name="api-fleet-overview"),  # issue 16: fleet overview
     path("api/", include(router.urls)),
     path("api/me/", MeView.as_view(), name="me"),
     # Name and password in, a new API token out (hashed at rest; throttled and audited: tenancy.signin).

@@ -1,8 +1,8 @@
-from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
 from allocations.models import Desktop, DesktopTemplate, ProfileQuota, Quota, QuotaRequest
 from allocations.services.access import desktop_fields_hidden_from
+from allocations.services.people import NEW_ACCOUNT_NOTE
 from core.limits import MAX_DESKTOP_HOURS, MAX_ID, MAX_REASON_CHARS
 from inventory.models import VGPUProfile
 from tenancy.models import Membership, Tenant
@@ -43,6 +43,17 @@ class QuotaSerializer(serializers.ModelSerializer):
         return value
 
 
+class QuotaUsageSerializer(serializers.Serializer):
+    """One limit beside its use now (``services.quotas.QuotaLine``)."""
+
+    key = serializers.CharField()
+    label = serializers.CharField()
+    used = serializers.FloatField()
+    allowed = serializers.IntegerField()
+    unit = serializers.CharField()
+    percent = serializers.IntegerField()
+
+
 class QuotaFieldsSerializer(serializers.ModelSerializer):
     """The quota given when creating a tenant (all optional)."""
 
@@ -67,9 +78,27 @@ class TenantUpdateSerializer(serializers.ModelSerializer):
         read_only_fields = ["created_at"]
 
 
+class PersonField(serializers.CharField):
+    """A person: their username on the way out; a username or an email address on the way in (the service
+    finds the account, or makes one: ``services.people``)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(max_length=254, **kwargs)
+
+    def to_representation(self, value):
+        return value.get_username() if hasattr(value, "get_username") else str(value)
+
+
 class MembershipSerializer(serializers.ModelSerializer):
-    user = serializers.SlugRelatedField(slug_field="username", queryset=get_user_model().objects.all())
+    user = PersonField(help_text="Username or email address; a new address gets an account without a password.")
     tenant_name = serializers.CharField(source="tenant.name", read_only=True, default=None)
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if getattr(instance, "account_created", False):  # just made by this request (services.people.add_member)
+            data["account_created"] = True
+            data["note"] = NEW_ACCOUNT_NOTE.format(username=instance.user.get_username())
+        return data
 
     class Meta:
         model = Membership
@@ -111,11 +140,13 @@ class DesktopTemplateSerializer(serializers.ModelSerializer):
             "vcpus",
             "memory_mib",
             "disk_image",
+            "max_duration_hours",
             "allowed_tenants",
             "is_active",
+            "retired_at",
             "created_at",
         ]
-        read_only_fields = ["created_at"]
+        read_only_fields = ["created_at", "retired_at"]
 
     def get_framebuffer_mib(self, obj) -> int | None:
         """vGPU framebuffer of one desktop of a named profile; null otherwise (known once placed)."""
@@ -232,3 +263,28 @@ class QuotaIncreaseSerializer(serializers.ModelSerializer):
 
 class DecisionSerializer(serializers.Serializer):
     reason = serializers.CharField(required=False, allow_blank=True, max_length=MAX_REASON_CHARS)
+
+
+class HostVerdictSerializer(serializers.Serializer):
+    host = serializers.CharField()
+    state = serializers.CharField()
+    fits = serializers.BooleanField()
+    chosen = serializers.BooleanField(help_text="The deployment's policy would place the next desktop here.")
+    reason = serializers.CharField(help_text="Why not, in words; what it would get when it fits.")
+
+
+class TemplatePlacementSerializer(serializers.Serializer):
+    """Where one desktop of a template could run now (documentation of the placement action's answer)."""
+
+    would_place_on = serializers.CharField(allow_null=True)
+    why_not = serializers.CharField(allow_blank=True)
+    hosts = HostVerdictSerializer(many=True)
+
+
+class FleetOverviewSerializer(serializers.Serializer):
+    """``/api/fleet/overview/``: ``totals`` (gpus_by_mode, vgpu_instances_free, empty_boards, whole_boards_free,
+    free_gpus, stranded_gpus, stranded_share, stranded: [{host, gpu_id, model, gpus, reason, why}],
+    offered_templates) and ``problems`` ([{kind, subject, detail, link, at}])."""
+
+    totals = serializers.DictField()
+    problems = serializers.ListField(child=serializers.DictField())

@@ -1,6 +1,7 @@
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -18,21 +19,26 @@ from allocations.api.serializers import (
     DesktopRequestSerializer,
     DesktopSerializer,
     DesktopTemplateSerializer,
+    FleetOverviewSerializer,
     MembershipSerializer,
     MeSerializer,
     QuotaIncreaseSerializer,
     QuotaSerializer,
+    QuotaUsageSerializer,
+    TemplatePlacementSerializer,
     TenantSerializer,
     TenantUpdateSerializer,
 )
 from allocations.models import Desktop, DesktopTemplate, Quota, QuotaRequest
-from allocations.services import lifecycle, quotas, templates, tenants
+from allocations.placement.capacity import where_could_run
+from allocations.services import lifecycle, people, quotas, templates, tenants
 from allocations.services.access import get_desktop_for
+from allocations.services.fleet import fleet_problems, fleet_totals
 from allocations.services.request import request_desktop, resolve_tenant
 from core.api import ServiceWriteMixin
 from tenancy.models import Membership, Tenant
 from tenancy.permissions import RolePermission
-from tenancy.roles import ACTORS, ADMINS, EVERYONE, roles_of
+from tenancy.roles import ACTORS, ADMINS, EVERYONE, OPERATORS, roles_of, sees_everything
 
 
 class TenantViewSet(ServiceWriteMixin, viewsets.ModelViewSet):
@@ -83,6 +89,19 @@ class QuotaViewSet(
             .prefetch_related("profile_limits__profile")
         )
 
+    @extend_schema(responses=QuotaUsageSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def usage(self, request, pk=None):
+        """Each limit beside what the tenant uses of it now, and its desktop-hours this month."""
+        quota = self.get_object()
+        lines = quotas.quota_lines(quota.tenant, quota)
+        return Response(
+            {
+                "limits": QuotaUsageSerializer(lines, many=True).data,
+                "desktop_hours_this_month": quotas.desktop_hours_this_month(quota.tenant),
+            }
+        )
+
 
 class MembershipViewSet(ServiceWriteMixin, viewsets.ModelViewSet):
     """Who holds which role. Admins grant and revoke; auditors read all; users read their own."""
@@ -93,8 +112,9 @@ class MembershipViewSet(ServiceWriteMixin, viewsets.ModelViewSet):
     filterset_class = MembershipFilterSet
     permission_classes = [RolePermission]
     read_roles, write_roles = EVERYONE, ADMINS
-    create_service = staticmethod(tenants.create_membership)
-    update_service = staticmethod(tenants.update_membership)
+    # by username or email (a new address gets an account), no duplicate role: services.people
+    create_service = staticmethod(people.create_membership_for)
+    update_service = staticmethod(people.change_membership)
     delete_service = staticmethod(tenants.delete_membership)
 
     def get_queryset(self):
@@ -121,6 +141,34 @@ class DesktopTemplateViewSet(ServiceWriteMixin, viewsets.ModelViewSet):
             .select_related("profile")
             .prefetch_related("allowed_tenants")
         )
+
+    @extend_schema(request=None, responses=DesktopTemplateSerializer)
+    @action(detail=True, methods=["post"])
+    def retire(self, request, pk=None):
+        """Offer the template for no new desktop, for good; running desktops keep it (409 if already retired)."""
+        retired = templates.retire_template(self.get_object(), actor=request.user)
+        return Response(self.get_serializer(retired).data)
+
+    @extend_schema(request=None, responses=TemplatePlacementSerializer)
+    @action(detail=True, methods=["get"])
+    def placement(self, request, pk=None):
+        """Where one desktop of the template could run now, host by host, and why not; the policy's
+        choice. Operators only (hosts are their business)."""
+        if not sees_everything(request.user):
+            raise PermissionDenied("Only platform admins and auditors see where templates could run.")
+        return Response(where_could_run(self.get_object()).as_dict())
+
+
+class FleetOverviewView(APIView):
+    """The fleet's totals (GPUs by mode, free vGPU instances per profile, boards free, stranded capacity)
+    and its problems, as the inventory page shows them."""
+
+    permission_classes = [RolePermission]
+    read_roles, write_roles = OPERATORS, ()
+
+    @extend_schema(responses=FleetOverviewSerializer)
+    def get(self, request):
+        return Response({"totals": fleet_totals(), "problems": fleet_problems()})
 
 
 class MeView(APIView):

@@ -129,6 +129,8 @@ def console_close_reason(desktop: Desktop) -> str:
         return f"The desktop failed: {desktop.status_reason or 'no reason given'}."
     if desktop.end_reason == EndReason.EXPIRED:
         return "The desktop expired."
+    if desktop.end_reason == EndReason.DRAINED:
+        return f"The host was drained: {desktop.drain_reason.rstrip('.') or 'no reason given'}."
     return "The desktop was released."
 
 
@@ -148,6 +150,7 @@ def teardown_end_status(desktop: Desktop) -> str:
     return {
         EndReason.RELEASED: DesktopStatus.RELEASED,
         EndReason.EXPIRED: DesktopStatus.EXPIRED,
+        EndReason.DRAINED: DesktopStatus.RELEASED,
     }.get(desktop.end_reason, DesktopStatus.FAILED)
 
 
@@ -179,10 +182,13 @@ def extend_desktop(desktop: Desktop, hours: int, *, actor) -> Desktop:
     if hours < 1:
         raise PortalError("Extend by at least one hour.")
     with transaction.atomic():
-        locked = Desktop.objects.select_for_update(of=("self",)).select_related("tenant").get(pk=desktop.pk)
+        locked = Desktop.objects.select_for_update(of=("self",)).select_related("tenant", "template").get(pk=desktop.pk)
         if locked.status != DesktopStatus.RUNNING:
             raise InvalidTransition(f"Only a running desktop can be extended; this one is {locked.status}.")
+        if locked.drain_reason:
+            raise InvalidTransition(f"Its host is being drained ({locked.drain_reason}): it cannot be extended.")
         limit = Quota.objects.get(tenant=locked.tenant).max_desktop_hours
+        limit = min(limit, locked.template.max_duration_hours or limit)  # the template's own maximum, if any
         total = locked.duration_hours + hours
         if total > limit:
             raise QuotaExceeded(
@@ -239,7 +245,16 @@ def finish_reboot(desktop_id: int, *, failure: str = "", detail: str = "") -> bo
 
 
 def expiry_for(desktop: Desktop, started):
-    return started + timedelta(hours=desktop.duration_hours)
+    """When a desktop that starts at ``started`` ends: its duration, or its drained host's stop time
+    (``services.drain``) if that comes first."""
+    end = started + timedelta(hours=desktop.duration_hours)
+    stop_at = desktop.host.drain_stop_at if desktop.drain_reason and desktop.host_id else None
+    return min(end, max(stop_at, started)) if stop_at else end
+
+
+def drained_reason(desktop: Desktop) -> str:
+    """Why a drained desktop stopped, in the owner's words (its timeline and status reason)."""
+    return f"its host was drained: {desktop.drain_reason}"
 
 
 def stuck_cutoff():
@@ -261,8 +276,11 @@ def expire_due_desktops(now=None) -> dict:
                 audit_desktop("desktop.expiry_warning", desktop, actor=None, after={"expires_at": desktop.expires_at})
     expired = 0
     for desktop in Desktop.objects.filter(status=DesktopStatus.RUNNING, expires_at__lte=now).select_related("host"):
+        # A drained desktop ends at its host's stop time (expires_at was moved to it): it says so.
+        drained = bool(desktop.drain_reason)
+        end_reason, reason = (EndReason.DRAINED, drained_reason(desktop)) if drained else (EndReason.EXPIRED, "")
         try:
-            release_desktop(desktop, actor=None, end_reason=EndReason.EXPIRED, reason="its time ran out")
+            release_desktop(desktop, actor=None, end_reason=end_reason, reason=reason or "its time ran out")
             expired += 1
         except InvalidTransition:
             pass  # released meanwhile

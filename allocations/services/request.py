@@ -171,15 +171,16 @@ _PROFILE_COLUMNS = ", ".join(f'p.{f.column} AS "profile__{f.attname}"' for f in 
 
 
 def _offered_template(template_id: int, tenant_id: int) -> DesktopTemplate | None:
-    """The active template if it is offered to the tenant, with its named profile (if any)."""
+    """The template if it is offered to the tenant (active or not: ``check_offered`` says), with its named
+    profile (if any)."""
     through = DesktopTemplate.allowed_tenants.through._meta.db_table
     rows = list(
         DesktopTemplate.objects.raw(
             f"SELECT d.*, {_PROFILE_COLUMNS} FROM {DesktopTemplate._meta.db_table} d "
             f"JOIN {through} a ON a.desktoptemplate_id = d.id AND a.tenant_id = %s "
             f"LEFT JOIN {VGPUProfile._meta.db_table} p ON p.id = d.profile_id "
-            f"WHERE d.id = %s AND d.is_active = %s",
-            [tenant_id, template_id, True],
+            f"WHERE d.id = %s",
+            [tenant_id, template_id],
         )
     )
     if not rows:
@@ -189,6 +190,25 @@ def _offered_template(template_id: int, tenant_id: int) -> DesktopTemplate | Non
         values = [getattr(template, f"profile__{f.attname}") for f in _PROFILE_FIELDS]
         values = [bool(v) if isinstance(f, BooleanField) else v for f, v in zip(_PROFILE_FIELDS, values, strict=True)]
         template.profile = VGPUProfile.from_db(connection.alias, [f.attname for f in _PROFILE_FIELDS], values)
+    return template
+
+
+def check_offered(template: DesktopTemplate | None, duration_hours: int) -> DesktopTemplate:
+    """A template offered to the tenant takes new desktops unless retired or switched off, and no desktop
+    longer than its own maximum (the tenant's quota has its own, checked too)."""
+    if template is None or not (template.is_active or template.retired_at):
+        raise NotFound("No such desktop template is offered to your tenant.")
+    if template.retired_at:
+        raise NotAllowed(
+            f"{template.name} was retired on {template.retired_at:%Y-%m-%d}: it takes no new desktops "
+            "(those running keep it). Choose another template."
+        )
+    if template.max_duration_hours and duration_hours > template.max_duration_hours:
+        raise QuotaExceeded(
+            f"A desktop of {template.name} may last at most {template.max_duration_hours} hours; "
+            f"you asked for {duration_hours}.",
+            details={"resource": "desktop_hours", "allowed": template.max_duration_hours, "requested": duration_hours},
+        )
     return template
 
 
@@ -208,9 +228,7 @@ def _request_desktop(
                 raise NotFound("No such tenant among yours.")
             raise NotAllowed(f"{tenant.name} has no quota yet: a platform admin sets one before it can have desktops.")
         tenant = check_active(quota.tenant)
-        template = _offered_template(template_id, tenant_id)
-        if template is None:
-            raise NotFound("No such desktop template is offered to your tenant.")
+        template = check_offered(_offered_template(template_id, tenant_id), duration_hours)
         if duration_hours > quota.max_desktop_hours:
             raise QuotaExceeded(
                 f"A desktop may last at most {quota.max_desktop_hours} hours; you asked for {duration_hours}.",

@@ -112,7 +112,7 @@ def test_admin_drains_a_host_and_sees_its_desktops(client, lab, platform_admin, 
     client.force_login(platform_admin)
     sample_host(host)
     page = client.get(f"/inventory/hosts/{host.name}/").content.decode()
-    assert "Drain (maintenance)" in page and 'id="host-chart"' in page
+    assert "Start maintenance" in page and "Force-drain" in page and 'id="host-chart"' in page
     fragment = client.get(f"/hosts/{host.name}/desktops/").content.decode()
     assert "alice" in fragment and "Running" in fragment
     client.post(f"/inventory/hosts/{host.name}/state/maintenance/", {"reason": "firmware"})

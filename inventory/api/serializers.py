@@ -52,6 +52,11 @@ class HostSerializer(serializers.ModelSerializer):
             "telemetry_source",
             "telemetry_status",
             "notes",
+            "console_relay",
+            "maintenance_reason",
+            "maintenance_since",
+            "drain_stop_at",
+            "retired_at",
             "gpu_count",
             "queue",
             "is_lab",
@@ -67,6 +72,10 @@ class HostSerializer(serializers.ModelSerializer):
             "memory_mib": {"max_value": MAX_MEMORY_MIB},
         }
         read_only_fields = [
+            "maintenance_reason",  # set with the state, by the maintenance and drain actions
+            "maintenance_since",
+            "drain_stop_at",
+            "retired_at",
             "last_heartbeat",
             "telemetry_status",
             "lab_xml",

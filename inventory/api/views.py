@@ -1,4 +1,5 @@
 from django.db.models import Count
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
@@ -7,8 +8,10 @@ from rest_framework.response import Response
 from core.api import ServiceWriteMixin
 from inventory.api.filters import GPUFilterSet, HostFilterSet, VGPUProfileFilterSet
 from inventory.api.serializers import GPUSerializer, HostSerializer, VGPUProfileSerializer
-from inventory.models import GPU, Host, VGPUProfile
+from inventory.choices import TelemetrySource
+from inventory.models import GPU, Host, VGPUProfile, libvirt_uri_validator
 from inventory.services import hosts, profiles
+from inventory.services.probe import probe_host
 from tenancy.permissions import RolePermission
 from tenancy.roles import ADMINS, EVERYONE, OPERATORS
 
@@ -18,6 +21,15 @@ from tenancy.roles import ADMINS, EVERYONE, OPERATORS
 
 class HostStateChangeSerializer(serializers.Serializer):
     reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
+
+
+class HostMaintenanceSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=500, help_text="Shown to the owners of desktops on this host.")
+
+
+class HostTestConnectionSerializer(serializers.Serializer):
+    libvirt_uri = serializers.CharField(max_length=255, validators=[libvirt_uri_validator])
+    telemetry_source = serializers.ChoiceField(choices=TelemetrySource.choices, default=TelemetrySource.NVML)
 
 
 class HostViewSet(ServiceWriteMixin, viewsets.ModelViewSet):
@@ -33,17 +45,35 @@ class HostViewSet(ServiceWriteMixin, viewsets.ModelViewSet):
     update_service = staticmethod(hosts.update_host)
     delete_service = staticmethod(hosts.delete_host)
 
-    def _set_state(self, request, state):
-        form = HostStateChangeSerializer(data=request.data)
+    def _set_state(self, request, state, form_class=HostStateChangeSerializer):
+        form = form_class(data=request.data)
         form.is_valid(raise_exception=True)
         host = hosts.set_host_state(self.get_object(), state, actor=request.user, reason=form.validated_data["reason"])
         return Response(HostSerializer(self.get_queryset().get(pk=host.pk)).data)
 
-    @extend_schema(request=HostStateChangeSerializer, responses=HostSerializer)
+    @extend_schema(request=HostMaintenanceSerializer, responses=HostSerializer)
     @action(detail=True, methods=["post"])
     def maintenance(self, request, pk=None):
-        """Drain the host: running desktops stay, no new ones are placed here."""
-        return self._set_state(request, "maintenance")
+        """Maintenance: running desktops stay, no new ones are placed here; their owners see ``reason``.
+        To stop them at a stated time, POST /api/hosts/{id}/drain/."""
+        return self._set_state(request, "maintenance", HostMaintenanceSerializer)
+
+    @extend_schema(request=None, responses=HostSerializer)
+    @action(detail=True, methods=["post"])
+    def retire(self, request, pk=None):
+        """Take the host out of service for good (kept for history). 409 while any desktop holds it."""
+        host = hosts.retire_host(self.get_object(), actor=request.user)
+        return Response(HostSerializer(self.get_queryset().get(pk=host.pk)).data)
+
+    @extend_schema(request=HostTestConnectionSerializer, responses={200: OpenApiTypes.OBJECT})
+    @action(detail=False, methods=["post"], url_path="test-connection")
+    def test_connection(self, request):
+        """Run discovery on a libvirt URI without saving anything: GPUs (PCI address, board, framebuffer,
+        vGPU types), CPUs and RAM, or in ``error`` why the host could not be read (``ok`` false)."""
+        form = HostTestConnectionSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        return Response(probe_host(data["libvirt_uri"], data["telemetry_source"]).as_dict())
 
     @extend_schema(request=HostStateChangeSerializer, responses=HostSerializer)
     @action(detail=True, methods=["post"])

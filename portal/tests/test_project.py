@@ -105,3 +105,29 @@ def test_metrics_need_a_token_or_an_operator(client, tenant_member, auditor, set
     anonymous = type(client)()
     assert anonymous.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
     assert anonymous.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-token").status_code == 200
+
+
+def _url_names(patterns, namespace=""):
+    """Every route's qualified name, once per pattern; DRF's format-suffix twins (``.json``) left out."""
+    from django.urls import URLPattern, URLResolver
+
+    for entry in patterns:
+        if isinstance(entry, URLResolver):
+            inner = f"{namespace}{entry.namespace}:" if entry.namespace else namespace
+            yield from _url_names(entry.url_patterns, inner)
+        elif isinstance(entry, URLPattern) and entry.name:
+            pattern = str(entry.pattern)
+            if "(?P<format>" not in pattern and "drf_format_suffix" not in pattern:
+                yield f"{namespace}{entry.name}"
+
+
+def test_no_two_routes_share_a_name():
+    """Regression (issue 16, found by the browser test): the template page's Retire form posted to
+    /api/templates/<id>/retire/ because the page route and the API router's action were both named
+    "template-retire", and ``{% url %}`` picked the API's. Every route name must be unique."""
+    from collections import Counter
+
+    from django.urls import get_resolver
+
+    names = Counter(_url_names(get_resolver().url_patterns))
+    assert [name for name, count in names.items() if count > 1] == []

@@ -118,6 +118,7 @@
 
   function handle(event, data) {
     if (event === "desktop.status") desktopStatus(data);
+    if (event === "desktop.drain") refreshDesktop(data.id);  // its host is drained: the page shows why and when
     if (event === "host.utilization") hostUtilization(data);
     if (event === "fleet.utilization") fleetUtilization(data);
   }
