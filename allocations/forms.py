@@ -1,7 +1,13 @@
 from django import forms
 
 from allocations.models import DesktopTemplate
-from core.limits import MAX_DESKTOP_HOURS, MAX_DESKTOPS, MAX_FRAMEBUFFER_MIB, MAX_REASON_CHARS
+from core.limits import (
+    MAX_DESKTOP_HOURS,
+    MAX_DESKTOP_HOURS_PER_MONTH,
+    MAX_DESKTOPS,
+    MAX_FRAMEBUFFER_MIB,
+    MAX_REASON_CHARS,
+)
 
 
 class DesktopRequestForm(forms.Form):
@@ -30,6 +36,9 @@ class QuotaIncreaseForm(forms.Form):
     )
     max_desktop_hours = forms.IntegerField(
         min_value=1, max_value=MAX_DESKTOP_HOURS, required=False, label="Longest desktop (hours)"
+    )
+    max_desktop_hours_per_month = forms.IntegerField(
+        min_value=1, max_value=MAX_DESKTOP_HOURS_PER_MONTH, required=False, label="Desktop-hours a month"
     )
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=MAX_REASON_CHARS)
 

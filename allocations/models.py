@@ -9,7 +9,14 @@ from django.db import models
 
 from allocations.choices import HOLDING_STATUSES, DesktopStatus, EndReason, QuotaRequestStatus
 from allocations.querysets import DesktopQuerySet, DesktopTemplateQuerySet, QuotaRequestQuerySet
-from core.limits import MAX_DESKTOP_HOURS, MAX_DESKTOPS, MAX_FRAMEBUFFER_MIB, MAX_MEMORY_MIB, MAX_VCPUS
+from core.limits import (
+    MAX_DESKTOP_HOURS,
+    MAX_DESKTOP_HOURS_PER_MONTH,
+    MAX_DESKTOPS,
+    MAX_FRAMEBUFFER_MIB,
+    MAX_MEMORY_MIB,
+    MAX_VCPUS,
+)
 from inventory.choices import ProfileSeries
 from inventory.models import GPU, Host, VGPUProfile
 from tenancy.models import Tenant
@@ -33,6 +40,12 @@ class Quota(models.Model):
         default=8,
         validators=[MinValueValidator(1), MaxValueValidator(MAX_DESKTOP_HOURS)],
         help_text="Longest single desktop.",
+    )
+    max_desktop_hours_per_month = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_DESKTOP_HOURS_PER_MONTH)],
+        help_text="Desktop-hours the tenant's desktops may use or book in one calendar month (UTC); empty: no cap.",
     )
     # What the tenant holds now (desktops in flight included): raised by the request service under this row's
     # lock, lowered when a desktop gives its capacity back (``lifecycle.free_capacity``), in the same
@@ -289,6 +302,9 @@ class QuotaRequest(models.Model):
     max_desktop_hours = models.PositiveIntegerField(
         null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(MAX_DESKTOP_HOURS)]
     )
+    max_desktop_hours_per_month = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(MAX_DESKTOP_HOURS_PER_MONTH)]
+    )
     reason = models.TextField()
     status = models.CharField(max_length=20, choices=QuotaRequestStatus.choices, default=QuotaRequestStatus.PENDING)
     decided_by = models.ForeignKey(
@@ -306,7 +322,8 @@ class QuotaRequest(models.Model):
             models.CheckConstraint(
                 condition=models.Q(max_desktops__isnull=False)
                 | models.Q(max_framebuffer_mib__isnull=False)
-                | models.Q(max_desktop_hours__isnull=False),
+                | models.Q(max_desktop_hours__isnull=False)
+                | models.Q(max_desktop_hours_per_month__isnull=False),
                 name="quotarequest_asks_for_something",
             ),
         ]
@@ -315,5 +332,6 @@ class QuotaRequest(models.Model):
         return f"Quota request #{self.pk} of {self.tenant} ({self.status})"
 
     def clean(self):
-        if self.max_desktops is None and self.max_framebuffer_mib is None and self.max_desktop_hours is None:
-            raise ValidationError("Ask for at least one of: max_desktops, max_framebuffer_mib, max_desktop_hours.")
+        asked = ("max_desktops", "max_framebuffer_mib", "max_desktop_hours", "max_desktop_hours_per_month")
+        if all(getattr(self, name) is None for name in asked):
+            raise ValidationError("Ask for at least one of: " + ", ".join(asked) + ".")

@@ -7,7 +7,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from django import forms
 
-from core.limits import MAX_DESKTOP_HOURS, MAX_DESKTOPS, MAX_FRAMEBUFFER_MIB
+from core.limits import MAX_DESKTOP_HOURS, MAX_DESKTOP_HOURS_PER_MONTH, MAX_DESKTOPS, MAX_FRAMEBUFFER_MIB
 from inventory.models import VGPUProfile
 from tenancy.models import Tenant, slug_validator
 from tenancy.roles import Role
@@ -27,6 +27,13 @@ class QuotaFieldsForm(forms.Form):
         min_value=0, max_value=MAX_FRAMEBUFFER_GIB, max_digits=12, decimal_places=1, label="Framebuffer (GiB)"
     )
     max_desktop_hours = forms.IntegerField(min_value=1, max_value=MAX_DESKTOP_HOURS, label="Longest desktop (hours)")
+    max_desktop_hours_per_month = forms.IntegerField(
+        min_value=1,
+        max_value=MAX_DESKTOP_HOURS_PER_MONTH,
+        required=False,
+        label="Desktop-hours a month",
+        help_text="Calendar month, UTC; empty: no monthly cap.",
+    )
 
     def quota_changes(self) -> dict:
         data = self.cleaned_data
@@ -34,6 +41,7 @@ class QuotaFieldsForm(forms.Form):
             "max_desktops": data["max_desktops"],
             "max_framebuffer_mib": gib_to_mib(data["max_framebuffer_gib"]),
             "max_desktop_hours": data["max_desktop_hours"],
+            "max_desktop_hours_per_month": data.get("max_desktop_hours_per_month"),
         }
 
 
@@ -42,7 +50,15 @@ class TenantForm(QuotaFieldsForm):
     slug = forms.CharField(max_length=50, validators=[slug_validator], help_text="Lower-case letters, digits, hyphens.")
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
 
-    field_order = ["name", "slug", "description", "max_desktops", "max_framebuffer_gib", "max_desktop_hours"]
+    field_order = [
+        "name",
+        "slug",
+        "description",
+        "max_desktops",
+        "max_framebuffer_gib",
+        "max_desktop_hours",
+        "max_desktop_hours_per_month",
+    ]
 
     def tenant_data(self) -> dict:
         data = self.cleaned_data
@@ -69,6 +85,7 @@ class QuotaForm(QuotaFieldsForm):
             "max_desktops": quota.max_desktops,
             "max_framebuffer_gib": round(Decimal(quota.max_framebuffer_mib) / 1024, 1),
             "max_desktop_hours": quota.max_desktop_hours,
+            "max_desktop_hours_per_month": quota.max_desktop_hours_per_month,
         }
         initial.update({f"limit_{pq.profile_id}": pq.max_instances for pq in self.limits})
         super().__init__(*args, initial=initial, **kwargs)

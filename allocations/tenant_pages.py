@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 from allocations.choices import QuotaRequestStatus
 from allocations.models import Desktop, QuotaRequest
 from allocations.services import people, tenants
-from allocations.services.quotas import desktop_hours_this_month, quota_lines
+from allocations.services.quotas import desktop_hours_booked_this_month, desktop_hours_this_month, quota_lines
 from allocations.tenant_forms import MemberForm, QuotaForm, RoleForm, TenantForm
 from audit.models import AuditEvent, object_type_of
 from core.errors import PortalError
@@ -137,6 +137,7 @@ def quota_edit(request, pk):
             "form": form,
             "lines": {line.key: line for line in quota_lines(tenant, tenant.quota)},
             "hours_this_month": desktop_hours_this_month(tenant),
+            "hours_booked_this_month": round(desktop_hours_booked_this_month(tenant.pk), 1),
             "pending": QuotaRequest.objects.filter(tenant=tenant, status=QuotaRequestStatus.PENDING).select_related(
                 "requested_by"
             ),

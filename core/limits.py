@@ -11,6 +11,8 @@ MAX_DESKTOPS = 10_000
 MAX_FRAMEBUFFER_MIB = 1024 * MIB_PER_TIB
 #: The longest one desktop may run, or be extended by at once: 90 days.
 MAX_DESKTOP_HOURS = 24 * 90
+#: A tenant's desktop-hours in one month: every desktop it may hold, running all of a 31-day month.
+MAX_DESKTOP_HOURS_PER_MONTH = MAX_DESKTOPS * 24 * 31
 #: vCPUs of one desktop template; logical CPUs of one host.
 MAX_VCPUS = 256
 MAX_HOST_CPU_CORES = 16_384

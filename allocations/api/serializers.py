@@ -30,6 +30,7 @@ class QuotaSerializer(serializers.ModelSerializer):
             "max_desktops",
             "max_framebuffer_mib",
             "max_desktop_hours",
+            "max_desktop_hours_per_month",
             "profile_limits",
             "updated_at",
         ]
@@ -59,7 +60,7 @@ class QuotaFieldsSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Quota
-        fields = ["max_desktops", "max_framebuffer_mib", "max_desktop_hours"]
+        fields = ["max_desktops", "max_framebuffer_mib", "max_desktop_hours", "max_desktop_hours_per_month"]
 
 
 class TenantSerializer(serializers.ModelSerializer):
@@ -251,6 +252,7 @@ class QuotaIncreaseSerializer(serializers.ModelSerializer):
             "max_desktops",
             "max_framebuffer_mib",
             "max_desktop_hours",
+            "max_desktop_hours_per_month",
             "reason",
             "status",
             "decided_by",

@@ -18,6 +18,7 @@ from django.utils import timezone
 from allocations.choices import FINAL_STATUSES, TRANSITIONS, DesktopStatus, EndReason
 from allocations.exceptions import InvalidTransition, QuotaExceeded
 from allocations.models import Desktop, Quota
+from allocations.services.quotas import check_monthly_hours
 from audit import services as audit
 from core import live
 from core.errors import PortalError
@@ -178,7 +179,8 @@ def release_desktop(desktop: Desktop, *, actor, end_reason: str = EndReason.RELE
 
 
 def extend_desktop(desktop: Desktop, hours: int, *, actor) -> Desktop:
-    """Push a running desktop's expiry back, within the tenant's longest-desktop limit."""
+    """Push a running desktop's expiry back, within the tenant's longest-desktop limit and its monthly
+    desktop-hours cap (``quotas.check_monthly_hours``)."""
     if hours < 1:
         raise PortalError("Extend by at least one hour.")
     with transaction.atomic():
@@ -187,7 +189,10 @@ def extend_desktop(desktop: Desktop, hours: int, *, actor) -> Desktop:
             raise InvalidTransition(f"Only a running desktop can be extended; this one is {locked.status}.")
         if locked.drain_reason:
             raise InvalidTransition(f"Its host is being drained ({locked.drain_reason}): it cannot be extended.")
-        limit = Quota.objects.get(tenant=locked.tenant).max_desktop_hours
+        # the quota row's lock (after the desktop's, as releases take them) serialises the tenant's requests
+        # and extensions, so two cannot both take the last of the monthly desktop-hours
+        quota = Quota.objects.select_for_update(of=("self",)).select_related("tenant").get(tenant=locked.tenant)
+        limit = quota.max_desktop_hours
         limit = min(limit, locked.template.max_duration_hours or limit)  # the template's own maximum, if any
         total = locked.duration_hours + hours
         if total > limit:
@@ -200,6 +205,9 @@ def extend_desktop(desktop: Desktop, hours: int, *, actor) -> Desktop:
                     "requested": hours,
                 },
             )
+        check_monthly_hours(
+            quota, hours=hours, starting=locked.expires_at, what=f"extending it by {hours} h", shorter="extension"
+        )
         before = {"duration_hours": locked.duration_hours, "expires_at": locked.expires_at}
         locked.duration_hours = total
         locked.expires_at = locked.expires_at + timedelta(hours=hours)

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from django.db import connection, transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
-from allocations.choices import QuotaRequestStatus
+from allocations.choices import HOLDING_STATUSES, QuotaRequestStatus
 from allocations.exceptions import InvalidTransition, NotAllowed, QuotaExceeded
 from allocations.models import Desktop, Quota, QuotaRequest
 from audit import services as audit
 from core.errors import Conflict, Forbidden, PortalError
-from core.limits import MAX_DESKTOP_HOURS, MAX_DESKTOPS, MAX_FRAMEBUFFER_MIB, MAX_REASON_CHARS
+from core.limits import (
+    MAX_DESKTOP_HOURS,
+    MAX_DESKTOP_HOURS_PER_MONTH,
+    MAX_DESKTOPS,
+    MAX_FRAMEBUFFER_MIB,
+    MAX_REASON_CHARS,
+)
 from core.units import gib
 from core.writes import create_object
 from tenancy.models import Tenant
@@ -69,6 +76,70 @@ def desktop_hours_this_month(tenant: Tenant, *, now=None) -> float:
     return round(seconds / 3600, 1)
 
 
+def utc_month(now) -> tuple[datetime, datetime]:
+    """The calendar month (UTC) that ``now`` falls in: its first instant and the next month's."""
+    start = now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return start, (start + timedelta(days=32)).replace(day=1)
+
+
+def _hours_within(begin, end, month: tuple[datetime, datetime]) -> float:
+    return max(0.0, (min(end, month[1]) - max(begin, month[0])).total_seconds()) / 3600
+
+
+def desktop_hours_booked_this_month(tenant_id: int, *, now=None) -> float:
+    """What the monthly desktop-hours cap counts (``Quota.max_desktop_hours_per_month``), in the calendar
+    month (UTC): ended desktops by the time they actually ran, running ones up to their expiry (booked, not
+    only used so far), ones not started yet for their whole duration from now; each clipped to the month.
+    Unrounded (the check compares exactly; people are shown one decimal)."""
+    now = now or timezone.now()
+    month = utc_month(now)
+    rows = (
+        Desktop.objects.filter(tenant_id=tenant_id)
+        .filter(Q(ended_at__isnull=True) | Q(ended_at__gt=month[0]))
+        .filter(Q(started_at__isnull=True) | Q(started_at__lt=month[1]))
+        .values_list("started_at", "ended_at", "expires_at", "duration_hours", "status")
+    )
+    hours = 0.0
+    for started, ended, expires, duration, status in rows:
+        if ended is not None:
+            hours += _hours_within(started, ended, month) if started else 0.0
+        elif started is not None:
+            hours += _hours_within(started, max(expires or now, now), month)
+        elif status in HOLDING_STATUSES:  # asked for, not running yet: it will run its whole duration
+            hours += _hours_within(now, now + timedelta(hours=duration), month)
+    return hours
+
+
+def _h(hours: float) -> str:
+    return f"{round(hours, 1):g}"
+
+
+def check_monthly_hours(
+    quota: Quota, *, hours: int, starting=None, what: str = "this desktop", shorter: str = "desktop", now=None
+) -> None:
+    """Raise QuotaExceeded, in words, when ``hours`` more desktop-hours from ``starting`` (default now) would
+    take the tenant over its monthly cap; only the part within this month counts. Call it with the quota row
+    locked (every request and extension of the tenant queues there) so two cannot both take the last hours."""
+    cap = quota.max_desktop_hours_per_month
+    if cap is None:
+        return
+    now = now or timezone.now()
+    begin = max(starting or now, now)
+    needed = _hours_within(begin, begin + timedelta(hours=hours), utc_month(now))
+    used = desktop_hours_booked_this_month(quota.tenant_id, now=now)
+    if needed and used + needed > cap:
+        raise QuotaExceeded(
+            f"{quota.tenant.name} has used {_h(used)} of its {cap} desktop-hours this month; {what} would need "
+            f"{_h(needed)} more. Ask for a higher quota or a shorter {shorter}.",
+            details={
+                "resource": "desktop_hours_per_month",
+                "used": round(used, 1),
+                "allowed": cap,
+                "requested": round(needed, 1),
+            },
+        )
+
+
 @dataclass
 class QuotaLine:
     """One limit of a tenant's quota beside what the tenant uses of it now. ``key`` names the limit as the
@@ -91,7 +162,8 @@ class QuotaLine:
 
 def quota_lines(tenant: Tenant, quota: Quota | None = None, *, now=None) -> list[QuotaLine]:
     """Each limit of the tenant's quota with its usage now: desktops, framebuffer, each per-profile cap,
-    and the longest desktop (beside the longest the tenant holds now)."""
+    the longest desktop (beside the longest the tenant holds now) and, when capped, the desktop-hours used or
+    booked this month (``desktop_hours_booked_this_month``)."""
     quota = quota or Quota.objects.get(tenant=tenant)
     usage = usage_of(tenant, quota)
     lines = [
@@ -111,6 +183,13 @@ def quota_lines(tenant: Tenant, quota: Quota | None = None, *, now=None) -> list
             "h",
         )
     )
+    if quota.max_desktop_hours_per_month is not None:
+        used = round(desktop_hours_booked_this_month(tenant.pk, now=now), 1)
+        lines.append(
+            QuotaLine(
+                "max_desktop_hours_per_month", "Desktop-hours this month", used, quota.max_desktop_hours_per_month, "h"
+            )
+        )
     return lines
 
 
@@ -182,12 +261,13 @@ def check_room(quota: Quota, usage: Usage, *, framebuffer_mib: int, profile_name
             )
 
 
-REQUESTABLE = ("max_desktops", "max_framebuffer_mib", "max_desktop_hours")
+REQUESTABLE = ("max_desktops", "max_framebuffer_mib", "max_desktop_hours", "max_desktop_hours_per_month")
 #: The most a quota may be raised to, per limit (core.limits): what the database and common sense hold.
 CEILINGS = {
     "max_desktops": (MAX_DESKTOPS, "desktops"),
     "max_framebuffer_mib": (MAX_FRAMEBUFFER_MIB, "MiB (1 PiB)"),
     "max_desktop_hours": (MAX_DESKTOP_HOURS, "hours (90 days)"),
+    "max_desktop_hours_per_month": (MAX_DESKTOP_HOURS_PER_MONTH, "desktop-hours a month"),
 }
 
 
@@ -234,13 +314,22 @@ def request_quota_increase(*, actor, tenant: Tenant, changes: dict, reason: str)
         # The quota row's lock serialises one tenant's requests: the pending check below and the insert
         # happen as one step, so two requests for the same limit cannot both see "none pending".
         quota = Quota.objects.select_for_update().get(tenant=tenant)
-        not_higher = [f"{k} is already {getattr(quota, k)}" for k, v in asked.items() if v <= getattr(quota, k)]
+        not_higher = [_not_higher(k, getattr(quota, k)) for k, v in asked.items() if not _raises(getattr(quota, k), v)]
         if not_higher:
             raise PortalError("Ask for more than you have: " + "; ".join(not_higher) + ".")
         _refuse_a_second_pending_request(tenant, asked)
         return create_object(
             QuotaRequest(tenant=tenant, requested_by=actor, reason=reason, **asked), actor=actor, tenant=tenant
         )
+
+
+def _raises(current: int | None, asked: int) -> bool:
+    """Whether ``asked`` is more than ``current`` (None: no cap, which nothing raises)."""
+    return current is not None and asked > current
+
+
+def _not_higher(key: str, current: int | None) -> str:
+    return f"{key} is already {'unlimited' if current is None else current}"
 
 
 def _refuse_a_second_pending_request(tenant: Tenant, asked: dict) -> None:
@@ -286,7 +375,7 @@ def _raise_quota(request: QuotaRequest) -> tuple[dict, dict]:
     before = {k: getattr(quota, k) for k in REQUESTABLE}
     for key in REQUESTABLE:
         asked = getattr(request, key)
-        if asked is not None and asked > getattr(quota, key):
+        if asked is not None and _raises(getattr(quota, key), asked):
             setattr(quota, key, asked)
     quota.save()
     return {"quota": before}, {"quota": {k: getattr(quota, k) for k in REQUESTABLE}}

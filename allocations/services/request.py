@@ -22,7 +22,7 @@ from allocations.exceptions import NoCapacity, NotAllowed, QuotaExceeded
 from allocations.models import Desktop, DesktopTemplate, Quota
 from allocations.placement import fleet as placement
 from allocations.services.lifecycle import enqueue_host_task, record_desktop_event
-from allocations.services.quotas import charge, check_room, usage_of
+from allocations.services.quotas import charge, check_monthly_hours, check_room, usage_of
 from core.errors import NotFound, PortalError
 from inventory.models import VGPUProfile
 from inventory.services import capacity
@@ -234,6 +234,7 @@ def _request_desktop(
                 f"A desktop may last at most {quota.max_desktop_hours} hours; you asked for {duration_hours}.",
                 details={"resource": "desktop_hours", "allowed": quota.max_desktop_hours, "requested": duration_hours},
             )
+        check_monthly_hours(quota, hours=duration_hours)  # under the quota row's lock, taken above
         usage = usage_of(tenant, quota)
         check_quota_first(quota, usage, template)
         contended: set[int] = set()  # hosts where this request lost a claim to another one
