@@ -87,6 +87,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "tenancy.middleware.CurrentRequestMiddleware",  # issue 15: the actor of access changes made in the admin
+    # issue 16: the zone the signed-in person chose on /account/, for core.timezones (next) to render in
+    "tenancy.middleware.TimeZonePreferenceMiddleware",
     "core.timezones.TimezoneMiddleware",  # the person's zone (the tz cookie) for what the request renders
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",

@@ -1,4 +1,4 @@
-"""Tenants and memberships: who belongs where, with which role."""
+"""Tenants and memberships (who belongs where, with which role), API tokens and a person's preferences."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 
+from core import timezones
 from tenancy.querysets import MembershipQuerySet, TenantQuerySet
 from tenancy.roles import PLATFORM_ROLES, Role
 
@@ -108,3 +109,25 @@ class APIToken(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+def validate_time_zone(value: str) -> None:
+    if value and not timezones.is_known(value):
+        raise ValidationError(f"“{value}” is not a time zone of the tz database (e.g. Europe/Paris).")
+
+
+class Preferences(models.Model):
+    """What a person chose for themselves. ``time_zone``: the IANA zone every page shows them times
+    in (``core.timezones``, via ``tenancy.middleware``); blank means the browser's."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="preferences")
+    time_zone = models.CharField(
+        max_length=64, blank=True, validators=[validate_time_zone], help_text="Blank: the browser's zone."
+    )
+
+    class Meta:
+        verbose_name = "preferences"
+        verbose_name_plural = "preferences"
+
+    def __str__(self) -> str:
+        return f"Preferences of {self.user}"

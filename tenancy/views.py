@@ -1,16 +1,44 @@
-"""The API tokens page (/account/tokens/): a person's own tokens, made, rotated and revoked through
-``tenancy.tokens`` (audited). A new key is rendered in the response that made it, never stored."""
+"""A person's own account pages. /account/: the time zone every page shows them times in
+(``tenancy.preferences``, audited). /account/tokens/: their API tokens, made, rotated and revoked
+through ``tenancy.tokens`` (audited); a new key is rendered in the response that made it, never stored."""
 
 from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from core import timezones
 from core.errors import PortalError
-from tenancy import tokens
+from tenancy import preferences, tokens
 from tenancy.models import APIToken
+
+
+@login_required
+def account(request):
+    """Choose a time zone (or the browser's). A name outside the tz database is refused, 400."""
+    chosen = preferences.time_zone_of(request.user)
+    error, status = "", 200
+    if request.method == "POST":
+        zone = request.POST.get("time_zone", "")
+        try:
+            preferences.set_time_zone(request.user, zone, actor=request.user)
+        except PortalError as exc:
+            error, status, chosen = exc.message, exc.status_code, zone[:64]
+        else:
+            shown = zone or "your browser's zone"
+            messages.success(request, f"Saved: times are shown in {shown} from now on.")
+            return redirect("account")
+    context = {
+        "chosen": chosen,
+        "browser_zone": str(timezones.zone_named(request.COOKIES.get(timezones.COOKIE))),
+        "zones": timezones.names(),
+        "error": error,
+        "now": timezone.now(),
+    }
+    return render(request, "tenancy/account.html", context, status=status)
 
 
 def _page(request, *, new_key: str = "", new_token: APIToken | None = None):
