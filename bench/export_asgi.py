@@ -25,7 +25,6 @@ import hashlib
 import http.client
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -58,27 +57,7 @@ class ModeDaphne(Daphne):
     """``ws_fanout.Daphne`` (wait until it listens, stop, errors), started with the mode's iterator."""
 
     def __init__(self, mode: str, port: int, env: dict, log: Path):
-        self.port, self.log = port, log
-        with open(log, "wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-c", SERVE, mode, str(port)],
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"daphne exited {self.proc.returncode}; see {log}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"daphne did not listen on 127.0.0.1:{port} in 60 s; see {log}")
+        super().__init__(port, env, log, command=[sys.executable, "-c", SERVE, mode, str(port)])
 
 
 def status_mib(pid: int, field: str) -> float:

@@ -249,12 +249,15 @@ def signed_in_session(user) -> str:
 class Daphne:
     """One Daphne process serving portal.asgi:application on 127.0.0.1, in its own process group."""
 
-    def __init__(self, port: int, env: dict, log: Path):
+    def __init__(self, port: int, env: dict, log: Path, command: list[str] | None = None):
+        """``command``: how to start it (default: ``daphne`` serving the portal on ``port``)."""
         self.port = port
         self.log = log
+        serve = ["-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "portal.asgi:application"]
+        command = command or [sys.executable, *serve]
         with open(log, "wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "portal.asgi:application"],
+                command,
                 cwd=ROOT,
                 env=env,
                 stdout=out,
