@@ -10,22 +10,18 @@ dead worker's desktop is picked up again within a minute.
 Needs PostgreSQL (workers share the test database), redis-server and the VM lab, as
 test_integration_worker.py."""
 
-import os
-import signal
-import subprocess
 import sys
 import time
 
 import pytest
 from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 
 from allocations.choices import DesktopStatus
 from allocations.models import Desktop
 from allocations.tests.brokers import PrivateRedis, use_broker
 from allocations.tests.conftest import require
-from allocations.tests.test_integration_worker import ROOT, Worker, wait_for
+from allocations.tests.test_integration_worker import PortalProcess, Worker, wait_for
 from audit.models import AuditEvent
 from core.models import OutboxMessage
 from inventory.services.connect import driver_for
@@ -44,29 +40,11 @@ def private_redis():
     server.stop()
 
 
-class OutboxRelay:
+class OutboxRelay(PortalProcess):
     """``manage.py relay_outbox``, as ``make run`` starts it."""
 
     def __init__(self, broker_url: str, log):
-        db = connection.settings_dict
-        env = dict(os.environ)
-        env.update(
-            DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-            CELERY_BROKER_URL=broker_url,
-        )
-        self.proc = subprocess.Popen(
-            [sys.executable, "manage.py", "relay_outbox", "--interval", "0.5"],
-            cwd=ROOT,
-            env=env,
-            stdout=open(log, "ab"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def stop(self):
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=20)
+        super().__init__([sys.executable, "manage.py", "relay_outbox", "--interval", "0.5"], log, broker_url)
 
 
 def verbs(desktop_id):

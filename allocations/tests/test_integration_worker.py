@@ -27,44 +27,21 @@ from inventory.tests.test_vm_lab import ROOT
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
-class Worker:
-    """A real `celery worker` process consuming one host's queue, in its own process group."""
+class PortalProcess:
+    """A process of the portal's (``argv``, from the repository root) sharing this test's database and
+    broker, in its own process group, its output in ``log``."""
 
-    def __init__(self, host: Host, log: Path, broker_url: str | None = None):
+    def __init__(self, argv: list[str], log: Path, broker_url: str | None = None, **env_extra: str):
         db = connection.settings_dict
         env = dict(os.environ)
         env.update(
             DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
             CELERY_BROKER_URL=broker_url or settings.CELERY_BROKER_URL,
-            CELERY_VISIBILITY_TIMEOUT_S="8",
-            PORTAL_DOMAIN_TYPE="qemu",
+            **env_extra,
         )
         self.log = log
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "portal",
-                "worker",
-                "-Q",
-                host.queue,
-                "-c",
-                "1",
-                "-n",
-                f"{host.name}-{uuid.uuid4().hex[:4]}@itest",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "-l",
-                "INFO",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=open(log, "ab"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            argv, cwd=ROOT, env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True
         )
 
     def kill(self):
@@ -78,6 +55,16 @@ class Worker:
                 self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+class Worker(PortalProcess):
+    """A real `celery worker` process consuming one host's queue."""
+
+    def __init__(self, host: Host, log: Path, broker_url: str | None = None):
+        name = f"{host.name}-{uuid.uuid4().hex[:4]}@itest"
+        argv = [sys.executable, "-m", "celery", "-A", "portal", "worker", "-Q", host.queue, "-c", "1", "-n", name]
+        argv += ["--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO"]
+        super().__init__(argv, log, broker_url, CELERY_VISIBILITY_TIMEOUT_S="8", PORTAL_DOMAIN_TYPE="qemu")
 
 
 def wait_for(desktop_id, statuses, timeout=90.0):
