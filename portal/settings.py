@@ -69,9 +69,12 @@ INSTALLED_APPS = [
     "audit",
     "core",
     "tenancy",
+    "identity",
     "inventory",
     "allocations",
     "consoles",
+    "notifications",
+    "bookings",
     "reports",
 ]
 

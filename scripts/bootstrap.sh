@@ -14,6 +14,9 @@ need=()
 command -v gcc >/dev/null || need+=(gcc)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 pkg-config --exists libvirt 2>/dev/null || need+=(libvirt-dev)
+# python-ldap (issue 17: LDAP sign-in) builds against OpenLDAP's and SASL's headers
+[ -e /usr/include/ldap.h ] || need+=(libldap2-dev)
+[ -e /usr/include/sasl/sasl.h ] || need+=(libsasl2-dev)
 "$PYTHON" -c "import ensurepip, venv" 2>/dev/null || need+=(python3-venv)
 if [ "$(command -v "$PYTHON")" = /usr/bin/python3 ] && ! [ -e "/usr/include/python3.$(/usr/bin/python3 -c 'import sys;print(sys.version_info[1])')/Python.h" ]; then
     need+=(python3-dev)
