@@ -33,7 +33,8 @@ Modules
 ``typical``    the typical-task distribution FGD and ours score against;
 ``policy``     the ``Policy`` base and the helpers the policies share;
 ``baselines``  first-fit, best-fit, random and FGD (see bench/README.md);
-``ours``       the default policy (``OursPolicy``).
+``ours``       the default policy (``OursPolicy``);
+``hostindex``  its per-request-shape candidate hosts, ordered by score, kept from ``Cluster``'s change log.
 
 This module names the policies (``POLICIES``, ``make_policy``) and re-exports what the rest of
 the portal uses; the submodules never import it.

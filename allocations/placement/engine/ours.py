@@ -3,6 +3,7 @@ fragmentation"), and for fractional shares the sum-of-squares balance of the clu
 
 from __future__ import annotations
 
+from allocations.placement.engine.hostindex import HostIndex
 from allocations.placement.engine.ladders import MILLI
 from allocations.placement.engine.policy import (
     MAX_SPEC_CPU,
@@ -46,6 +47,7 @@ class SlotFragModel:
         ]
         self._per_model: dict = {}
         self.memo: dict = {}
+        self.slot_memo: dict = {}  # (model, GPU state) -> ``gpu_slots``
 
     def tasks_for(self, model: str) -> tuple[tuple, object]:
         """The typical tasks as seen on a board of ``model`` (tuples, as ``frag`` reads them), and its ladder."""
@@ -88,10 +90,12 @@ class SlotFragModel:
             self._per_model[model] = per_model
         return per_model
 
-    def frag(self, model: str, cpu_free: int, mem_free: int, gpus_key: tuple) -> float:
-        """gpus_key: fractional: sorted tuple of milli left; vgpu: sorted tuple of (profile, used)."""
-        key = (model, cpu_free, mem_free, gpus_key)
-        cached = self.memo.get(key)
+    def gpu_slots(self, model: str, gpus_key: tuple) -> tuple:
+        """What ``frag`` needs of a GPU state, whatever the node's free CPU and memory: (free capacity,
+        per typical task (weight, cpu, memory, copies the GPUs alone allow, unit_num, unit_den), cpu None
+        for tasks that may not use this model).  Memoised: many CPU/memory states share a GPU state."""
+        key = (model, gpus_key)
+        cached = self.slot_memo.get(key)
         if cached is not None:
             return cached
         tasks, ladder = self.tasks_for(model)
@@ -102,37 +106,54 @@ class SlotFragModel:
         else:
             free = gpus_key
             whole_free = sum(1 for gpu_free in gpus_key if gpu_free == MILLI)
-        total = sum(free)
+        rows = []
+        for (
+            weight,
+            task_cpu,
+            task_gpus,
+            task_milli,
+            whole,
+            profile_key,
+            task_memory,
+            unit_num,
+            unit_den,
+            instances_per_gpu,
+        ) in tasks:
+            if task_cpu is None:  # may not use this model
+                rows.append((weight, None, 0, 0, 0, 1))
+                continue
+            if whole:
+                copies = whole_free // task_gpus
+            elif vgpu:
+                copies = 0
+                for slot, used in gpus_key:
+                    if slot in SHARE_EMPTY:
+                        copies += instances_per_gpu
+                    elif slot == profile_key:
+                        copies += instances_per_gpu - used
+            else:
+                copies = 0
+                for gpu_free in free:
+                    copies += gpu_free // task_milli
+            rows.append((weight, task_cpu, task_memory, copies, unit_num, unit_den))
+        if len(self.slot_memo) > 200_000:
+            self.slot_memo.clear()
+        cached = self.slot_memo[key] = (sum(free), tuple(rows))
+        return cached
+
+    def frag(self, model: str, cpu_free: int, mem_free: int, gpus_key: tuple) -> float:
+        """gpus_key: fractional: sorted tuple of milli left; vgpu: sorted tuple of (profile, used)."""
+        key = (model, cpu_free, mem_free, gpus_key)
+        cached = self.memo.get(key)
+        if cached is not None:
+            return cached
+        total, rows = self.gpu_slots(model, gpus_key)
         fragment = 0.0
         if total > 0:
-            for (
-                weight,
-                task_cpu,
-                task_gpus,
-                task_milli,
-                whole,
-                profile_key,
-                task_memory,
-                unit_num,
-                unit_den,
-                instances_per_gpu,
-            ) in tasks:
+            for weight, task_cpu, task_memory, copies, unit_num, unit_den in rows:
                 if task_cpu is None:  # may not use this model
                     fragment += weight * total
                     continue
-                if whole:
-                    copies = whole_free // task_gpus
-                elif vgpu:
-                    copies = 0
-                    for slot, used in gpus_key:
-                        if slot in SHARE_EMPTY:
-                            copies += instances_per_gpu
-                        elif slot == profile_key:
-                            copies += instances_per_gpu - used
-                else:
-                    copies = 0
-                    for gpu_free in free:
-                        copies += gpu_free // task_milli
                 if copies and task_cpu > 0:
                     by_cpu = cpu_free // task_cpu
                     if by_cpu < copies:
@@ -182,7 +203,9 @@ class OursPolicy(Policy):
         self.fm = SlotFragModel(self.typical, cluster.vgpu, cluster.ladder)
         self.memo: dict = {}  # request shape -> node state -> (frag delta, room), False when it does not fit
         self.share_memo: dict = {}  # fractional shares: request shape -> node state -> ((frag delta, gap), ...)
+        self.index = HostIndex(cluster)  # request shape -> its candidate hosts ordered by score
         self._last_keys = [None] * cluster.n
+        self._gaps_pos = -1  # change-log position the gap counts are up to date with
         self.gaps = [0] * (MILLI + 1)  # fractional: number of GPUs with x milli free
 
     # -- incremental cluster-wide state ------------------------------------------------------
@@ -191,9 +214,10 @@ class OursPolicy(Policy):
         c = self.c
         if c.vgpu:
             return
+        changed, self._gaps_pos = c.changes_since(self._gaps_pos)
         last, keys = self._last_keys, c.key
         gaps = self.gaps
-        for i in range(c.n):
+        for i in range(c.n) if changed is None else changed:
             key = keys[i]
             if last[i] is key:
                 continue
@@ -229,84 +253,98 @@ class OursPolicy(Policy):
             c.tie_rank[i],
         )
 
-    def _tie(self, best_i, best_tie, i, req):
-        """The better of the best node so far (``best_tie``: its tie key, None until needed) and node ``i``,
-        which scores the same: (node, its tie key)."""
-        if best_tie is None:
-            best_tie = self._tiebreak(best_i, req)
-        tie = self._tiebreak(i, req)
-        return (i, tie) if tie < best_tie else (best_i, best_tie)
-
+    # -- placing -----------------------------------------------------------------------------
+    # Every host's place in the order (score, then ``_tiebreak``) depends on its own state only, so each
+    # request shape keeps its hosts in a heap (``hostindex``) and rescores only the hosts that changed.
     def place(self, req):
         self._sync()
         if req.is_share and not self.c.vgpu:
             return self._place_share_ss(req)
         c = self.c
         cpu, mem = req.cpu_milli, req.memory_mib
-        cpu_free, mem_free, node_key = c.cpu_free, c.mem_free, c.key
         shape = (cpu, mem, req.num_gpu, req.gpu_milli, req.series, req.framebuffer, req.profile)
-        score_of_state = self.memo.get(shape)
-        if score_of_state is None:
-            if len(self.memo) > 5000:
-                self.memo.clear()
-            score_of_state = self.memo[shape] = {}
-        best_i, best_score, best_tie = -1, None, None
-        for i in c.candidates(req.models):
-            if cpu_free[i] < cpu or mem_free[i] < mem:
-                continue
-            state = (node_key[i], mem_free[i])
-            score = score_of_state.get(state)
-            if score is None:
-                score = self.node_eval(i, req)[:2] if c.node_fits(i, req) else False
-                score_of_state[state] = score
-            if score is False:
-                continue
-            if best_score is None or score < best_score:
-                best_i, best_score, best_tie = i, score, None
-            elif score == best_score:
-                best_i, best_tie = self._tie(best_i, best_tie, i, req)
-        if best_i < 0:
+        index = self.index.get((shape, req.models))
+        stale, rebuild = self.index.stale(index, req.models)
+        if stale:
+            cpu_free, mem_free, node_key = c.cpu_free, c.mem_free, c.key
+            score_of_state = self.memo.get(shape)
+            if score_of_state is None:
+                if len(self.memo) > 5000:
+                    self.memo.clear()
+                score_of_state = self.memo[shape] = {}
+            entries = {}
+            for i in stale:
+                if cpu_free[i] < cpu or mem_free[i] < mem:
+                    entries[i] = None
+                    continue
+                state = (node_key[i], mem_free[i])
+                score = score_of_state.get(state)
+                if score is None:
+                    score = self.node_eval(i, req)[:2] if c.node_fits(i, req) else False
+                    score_of_state[state] = score
+                entries[i] = None if score is False else (*score, *self._tiebreak(i, req), i)
+            heap = index.heap
+            if rebuild:
+                heap.reset({i: entry for i, entry in entries.items() if entry is not None})
+            else:
+                for i, entry in entries.items():
+                    heap.set(i, entry)
+        best = index.heap.top()
+        if best is None:
             return None
+        best_i = best[-1]
         return c.make_decision(best_i, self.node_eval(best_i, req)[2], req)
 
     def _place_share_ss(self, req):
         c = self.c
         cpu, mem, share = req.cpu_milli, req.memory_mib, req.gpu_milli
-        cpu_free, mem_free, node_key, left = c.cpu_free, c.mem_free, c.key, c.left
+        left = c.left
         shape = (cpu, mem, share)
-        options_of_state = self.share_memo.get(shape)
-        if options_of_state is None:
-            if len(self.share_memo) > 5000:
-                self.share_memo.clear()
-            options_of_state = self.share_memo[shape] = {}
+        index = self.index.get(("share", shape, req.models))
+        stale, rebuild = self.index.stale(index, req.models)
+        if stale:
+            cpu_free, mem_free, node_key = c.cpu_free, c.mem_free, c.key
+            options_of_state = self.share_memo.get(shape)
+            if options_of_state is None:
+                if len(self.share_memo) > 5000:
+                    self.share_memo.clear()
+                options_of_state = self.share_memo[shape] = {}
+            entries_of = {}
+            for i in stale:
+                if cpu_free[i] < cpu or mem_free[i] < mem:
+                    entries_of[i] = {}
+                    continue
+                state = (node_key[i], mem_free[i])
+                options = options_of_state.get(state)
+                if options is None:
+                    if c.node_fits(i, req):
+                        options = tuple((frag_delta, room) for frag_delta, room, _gpus in self.node_options(i, req))
+                    else:
+                        options = ()
+                    options_of_state[state] = options
+                # for a share, room == the chosen GPU's gap; a node has at most one option per gap
+                tie = self._tiebreak(i, req) if options else None
+                entries_of[i] = {gap: (frag_delta, *tie, i) for frag_delta, gap in options}
+            if rebuild:
+                index.reset_gaps(entries_of)
+            else:
+                for i, entries in entries_of.items():
+                    index.set_gaps(i, entries)
+        # score = (GAP_WEIGHT * delta(gap) + frag delta, gap): delta is the same for every host of a gap,
+        # so the best of a gap is its heap's top (frag delta, then the tie key)
         gaps, dead_below, gap_weight = self.gaps, DEAD_GAP_MILLI, GAP_WEIGHT
-        gap_delta = {}  # sum-of-squares delta per gap size (the same for every node)
-        best_i, best_gap, best_score, best_tie = -1, 0, None, None
-        for i in c.candidates(req.models):
-            if cpu_free[i] < cpu or mem_free[i] < mem:
-                continue
-            state = (node_key[i], mem_free[i])
-            options = options_of_state.get(state)
-            if options is None:
-                if c.node_fits(i, req):
-                    options = tuple((frag_delta, room) for frag_delta, room, _gpus in self.node_options(i, req))
-                else:
-                    options = ()
-                options_of_state[state] = options
-            for frag_delta, gap in options:  # for a share, room == the chosen GPU's gap
-                delta = gap_delta.get(gap)
-                if delta is None:
-                    rest = gap - share
-                    delta = (2 * gaps[rest] + 1 if rest >= dead_below else 0) - (
-                        2 * gaps[gap] - 1 if dead_below <= gap < MILLI else 0
-                    )
-                    gap_delta[gap] = delta
-                score = (gap_weight * delta + frag_delta, gap)
-                if best_score is None or score < best_score:
-                    best_i, best_gap, best_score, best_tie = i, gap, score, None
-                elif score == best_score and i != best_i:
-                    best_i, best_tie = self._tie(best_i, best_tie, i, req)
-        if best_i < 0:
+        best = None
+        for gap, heap in index.by_gap.items():
+            top = heap.top()
+            rest = gap - share
+            delta = (2 * gaps[rest] + 1 if rest >= dead_below else 0) - (
+                2 * gaps[gap] - 1 if dead_below <= gap < MILLI else 0
+            )
+            candidate = (gap_weight * delta + top[0], gap, *top[1:])
+            if best is None or candidate < best:
+                best = candidate
+        if best is None:
             return None
+        best_i, best_gap = best[-1], best[1]
         g = min(g for g in range(c.ngpu[best_i]) if left[best_i][g] == best_gap)
         return c.make_decision(best_i, (g,), req)

@@ -136,8 +136,11 @@ class Cluster:
         self.maxleft = [0] * n
         self.key = [None] * n
         self.version = 0
+        self.log: list[int] = []  # nodes whose state changed, in order (``changes_since``)
+        self.log_base = 0  # log position of log[0]
         for i in range(n):
             self._refresh(i)
+        self.log.clear()
         self.by_model: dict[str, list[int]] = {}
         for i, m in enumerate(self.gmodel):
             self.by_model.setdefault(m, []).append(i)
@@ -177,6 +180,21 @@ class Cluster:
         else:
             gpus_key = tuple(sorted(left))
         self.key[i] = (self.gmodel[i], self.cpu_free[i], gpus_key)
+        log = self.log
+        log.append(i)
+        if len(log) > 8 * self.n + 4096:  # keep the recent half; older positions read as "everything"
+            drop = len(log) // 2
+            del log[:drop]
+            self.log_base += drop
+
+    def changes_since(self, pos: int) -> tuple[list[int] | None, int]:
+        """(the nodes whose state changed since change-log position ``pos``, possibly repeated; None when
+        the log no longer reaches back that far or ``pos`` is -1, the current position).  Every change of
+        a node's state goes through ``_refresh``, which logs it: caches kept per node recompute those only."""
+        end = self.log_base + len(self.log)
+        if pos < self.log_base:
+            return None, end
+        return self.log[pos - self.log_base :], end
 
     def _is_free(self, i: int, g: int) -> bool:
         """May GPU g of node i be taken whole now?"""
