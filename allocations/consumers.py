@@ -21,7 +21,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from allocations.models import Desktop
-from core.live import HOST_GROUP_PREFIX, OPERATORS, host_group, user_group, vgpu_group
+from core.live import OPERATORS, host_group, user_group
 from tenancy.roles import roles_of
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,8 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
     async def connect(self):
         self.groups_joined: set[str] = set()
+        self.watched_hosts: set[int] = set()  # host pages an operator has open (watch-host)
+        self.my_mdevs: dict[str, int] = {}  # my desktops' vGPUs -> their host
         self.heartbeat: asyncio.Task | None = None
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
@@ -75,22 +77,39 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
         user = get_user_model().objects.filter(pk=self.user_id, is_active=True).first()
         if user is None:
-            return roles_of(None), []
+            return roles_of(None), {}
         roles = roles_of(user)
-        mdevs = [
-            str(uuid)
-            for uuid in Desktop.objects.filter(owner=user, mdev_uuid__isnull=False)
+        mdevs = {
+            str(uuid): host_id
+            for uuid, host_id in Desktop.objects.filter(owner=user, mdev_uuid__isnull=False)
             .holding_capacity()
-            .values_list("mdev_uuid", flat=True)
-        ]
+            .values_list("mdev_uuid", "host_id")
+        }
         return roles, mdevs
 
-    async def _join_allowed(self, roles, mdevs) -> None:
-        """Join what the person may see now and leave what they may no longer see."""
-        allowed = {user_group(self.user_id)} | {vgpu_group(mdev) for mdev in mdevs}
+    @database_sync_to_async
+    def _host_of(self, mdev_uuid: str):
+        mine = Desktop.objects.filter(owner_id=self.user_id, mdev_uuid=mdev_uuid)
+        return mine.values_list("host_id", flat=True).first()
+
+    @database_sync_to_async
+    def _session_exists(self) -> bool:
+        """Whether the sign-in session this socket was opened with still exists (none: it does not)."""
+        session = self.scope.get("session")
+        key = getattr(session, "session_key", None)
+        return bool(key) and session.exists(key)
+
+    async def _join_allowed(self, roles, mdevs: dict) -> None:
+        """Join what the person may see now and leave what they may no longer see. Utilization comes per
+        host (``host.<id>``, one message a round): an owner joins the hosts of their desktops and is passed
+        only their own vGPUs' figures (``_host_utilization``); an operator's watched hosts stay."""
+        self.my_mdevs = dict(mdevs)
+        if not roles.sees_everything:
+            self.watched_hosts = set()
+        allowed = {user_group(self.user_id)} | {host_group(h) for h in mdevs.values() if h is not None}
         if roles.sees_everything:
             allowed.add(OPERATORS)
-            allowed |= {group for group in self.groups_joined if group.startswith(HOST_GROUP_PREFIX)}
+            allowed |= {host_group(h) for h in self.watched_hosts}
         for group in sorted(self.groups_joined - allowed):
             await self.channel_layer.group_discard(group, self.channel_name)
             self.groups_joined.discard(group)
@@ -150,10 +169,27 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         elif content.get("type") == "watch-host":
             # An operator's host page wants that host's per-sample utilization.
             if OPERATORS in self.groups_joined and str(content.get("host", "")).isdigit():
+                self.watched_hosts.add(int(content["host"]))
                 await self._join(host_group(int(content["host"])))
+        elif content.get("type") == "fleet-snapshot":
+            # An operator's dashboard asks once for the GPUs it shows; fleet.utilization then brings changes.
+            ids = content.get("gpus")
+            if OPERATORS in self.groups_joined and isinstance(ids, list):
+                rows = await self._fleet_rows([int(i) for i in ids[:5000] if str(i).isdigit()])
+                await self.send_json({"event": "fleet.utilization", "data": {"full": True, "gpus": rows}})
+
+    @database_sync_to_async
+    def _fleet_rows(self, ids):
+        from inventory.services.utilization import fleet_rows
+
+        return [row for row, _ in fleet_rows(gpu_ids=ids)]
 
     # --- events ---------------------------------------------------------------------------------------
     async def live_event(self, message):
+        if message["event"] == "session.ended":  # issue 17: some of the person's sessions ended (tenancy.sessions)
+            if not await self._session_exists():
+                await self.close(code=Close.UNAUTHENTICATED)
+            return
         if message["event"] == "access.changed":
             roles, mdevs = await self._subscriptions()
             if not roles.names:
@@ -163,8 +199,25 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"event": "hello", "data": {"groups": sorted(self.groups_joined)}})
             return
         data = message.get("data")
-        # A desktop of mine got its vGPU: start receiving that vGPU's utilization.
+        if message["event"] == "host.utilization":
+            await self._host_utilization(data)
+            return
+        # A desktop of mine got its vGPU: start receiving that vGPU's utilization (through its host's group).
         mine = data and data.get("owner_id") == self.user_id
         if message["event"] == "desktop.status" and mine and data.get("mdev_uuid"):
-            await self._join(vgpu_group(data["mdev_uuid"]))
+            mdev = str(data["mdev_uuid"])
+            if mdev not in self.my_mdevs:
+                self.my_mdevs[mdev] = data.get("host_id") or await self._host_of(mdev)
+                if self.my_mdevs[mdev] is not None:
+                    await self._join(host_group(self.my_mdevs[mdev]))
         await self.send(text_data=message["text"])  # encoded once, by the publisher
+
+    async def _host_utilization(self, data) -> None:
+        """One host's round: the whole of it to an operator watching that host; to an owner, a
+        ``vgpu.utilization`` frame for each of their own vGPUs in it, and nothing of anyone else's."""
+        if data["host"] in self.watched_hosts and OPERATORS in self.groups_joined:
+            await self.send_json({"event": "host.utilization", "data": data})
+        for mdev, sm_util, fb_used_mib in data.get("vgpus", ()):
+            if self.my_mdevs.get(mdev) == data["host"]:
+                frame = {"mdev_uuid": mdev, "t": data["t"], "sm_util": sm_util, "fb_used_mib": fb_used_mib}
+                await self.send_json({"event": "vgpu.utilization", "data": {**frame, "sampled_at": data["sampled_at"]}})

@@ -295,44 +295,102 @@ class GPUMdevType(models.Model):
         return f"{self.gpu}: {self.type_name} ({self.type_id}) × {self.available_instances}"
 
 
-class SampleResolution(models.TextChoices):
-    RAW = "raw", "Raw (every few seconds)"
-    MINUTE = "minute", "Minute average"
+class RealField(models.FloatField):
+    """A 4-byte float (PostgreSQL ``real``): a utilization figure needs no more than 6 digits."""
+
+    def db_type(self, connection):
+        return "real"
 
 
-class UtilizationSample(models.Model):
-    """One utilization reading of a GPU (``mdev_uuid`` empty) or of one vGPU instance on it.
+class SampleSeries(models.Model):
+    """The small integer key of one GPU board's samples (``mdev_uuid`` empty) or one vGPU instance's.
 
-    Raw rows arrive every few seconds and are kept for hours; ``rollup`` turns each minute
-    into an average row kept for weeks (``services.utilization``).
-    """
+    Sample rows carry this 4-byte id instead of the GPU and a 36-character uuid each."""
 
-    gpu = models.ForeignKey(GPU, on_delete=models.CASCADE, related_name="samples")
-    mdev_uuid = models.CharField(max_length=36, blank=True, db_index=True)
-    resolution = models.CharField(max_length=10, choices=SampleResolution.choices, default=SampleResolution.RAW)
-    sampled_at = models.DateTimeField(db_index=True)
-    sm_util = models.FloatField()
-    mem_util = models.FloatField()
-    fb_used_mib = models.PositiveIntegerField()
-    fb_total_mib = models.PositiveIntegerField(null=True, blank=True)
-    temperature_c = models.FloatField(null=True, blank=True)
-    power_w = models.FloatField(null=True, blank=True)
-    encoder_util = models.FloatField(null=True, blank=True)
-    decoder_util = models.FloatField(null=True, blank=True)
+    id = models.AutoField(primary_key=True)
+    gpu = models.ForeignKey(GPU, on_delete=models.CASCADE, related_name="sample_series")
+    mdev_uuid = models.CharField(max_length=36, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["gpu", "mdev_uuid"], name="sampleseries_one_per_instance")]
+
+    def __str__(self) -> str:
+        return f"{self.gpu} {self.mdev_uuid or 'GPU'}"
+
+
+class _Figures(models.Model):
+    """The figures of one reading; board-only ones (total FB, temperature, power) are null for a vGPU."""
+
+    sm_util = RealField()
+    mem_util = RealField()
+    fb_used_mib = models.IntegerField()
+    encoder_util = RealField(null=True, blank=True)
+    decoder_util = RealField(null=True, blank=True)
+    fb_total_mib = models.IntegerField(null=True, blank=True)
+    temperature_c = RealField(null=True, blank=True)
+    power_w = RealField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class RawSample(_Figures):
+    """One reading, kept PORTAL_RAW_RETENTION_H hours. On PostgreSQL the table is partitioned by hour
+    (``services.sample_storage``): retention drops whole partitions. Its only index is the key."""
+
+    pk = models.CompositePrimaryKey("series", "sampled_at")
+    sampled_at = models.DateTimeField()
+    # No database constraint: a foreign-key check per inserted row is thousands a second at a large fleet;
+    # a series goes only with its GPU, and its samples with it (Django's cascade).
+    series = models.ForeignKey(
+        SampleSeries, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
 
     class Meta:
         ordering = ["sampled_at"]
-        indexes = [models.Index(fields=["gpu", "resolution", "sampled_at"], name="sample_gpu_time_idx")]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["gpu", "mdev_uuid", "sampled_at"],
-                condition=models.Q(resolution="minute"),
-                name="sample_one_minute_row",
-            )
-        ]
 
     def __str__(self) -> str:
-        return f"{self.gpu} {self.mdev_uuid or 'GPU'} @ {self.sampled_at:%H:%M:%S}: SM {self.sm_util}%"
+        return f"series {self.series_id} @ {self.sampled_at:%H:%M:%S}: SM {self.sm_util}%"
+
+
+class LatestSample(_Figures):
+    """The newest reading of each series, upserted by ingest: what /metrics and the fleet event read
+    (a few thousand rows) instead of searching hours of raw samples."""
+
+    series = models.OneToOneField(SampleSeries, on_delete=models.CASCADE, primary_key=True, related_name="latest")
+    sampled_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"series {self.series_id} latest @ {self.sampled_at:%H:%M:%S}"
+
+
+class MinuteBlock(models.Model):
+    """One series' minute averages for one hour, packed (``services.sample_storage.pack_minutes``):
+    a minute costs a few bytes instead of a row. Written once when the hour is complete; kept
+    PORTAL_MINUTE_RETENTION_D days (daily partitions on PostgreSQL)."""
+
+    pk = models.CompositePrimaryKey("series", "hour")
+    hour = models.DateTimeField()
+    series = models.ForeignKey(
+        SampleSeries, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
+    data = models.BinaryField()
+
+    class Meta:
+        ordering = ["hour"]
+
+    def __str__(self) -> str:
+        return f"series {self.series_id} minutes of {self.hour:%Y-%m-%d %H}h"
+
+
+class RollupWatermark(models.Model):
+    """Up to where (exclusive) raw samples have been rolled up into minute blocks."""
+
+    name = models.CharField(max_length=40, primary_key=True)
+    upto = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name} < {self.upto:%Y-%m-%d %H:%M}"
 
 
 class PlacementFailure(models.Model):

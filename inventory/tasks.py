@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from celery import shared_task
+from celery.signals import worker_ready
 from celery.utils.log import get_task_logger
 from django.conf import settings
 
+from inventory import rhythm
 from inventory.drivers.base import DriverError
 from inventory.models import Host
 from inventory.services import connect, utilization
@@ -85,8 +87,17 @@ def sample_utilization(host_id: int) -> int | None:
         return None
 
 
+@worker_ready.connect
+def start_sampling_rhythm(sender=None, **kwargs):
+    """A worker of host queues samples its own hosts every interval (``inventory.rhythm``)."""
+    return rhythm.start(sender, sample_utilization)
+
+
 @shared_task
 def sample_all_hosts() -> int:
+    """By hand only (no longer on beat): one sample on every reachable host's queue. Each host's worker
+    keeps its own sampling rhythm instead (``inventory.rhythm``), so beat and the default worker hand
+    out nothing per host per interval."""
     hosts = list(Host.objects.reachable().only("id", "name"))
     for host in hosts:
         sample_utilization.apply_async(args=[host.id], queue=host.queue, expires=settings.PORTAL_SAMPLE_INTERVAL_S)

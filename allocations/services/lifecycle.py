@@ -54,6 +54,7 @@ def publish_desktop(desktop: Desktop, verb: str) -> None:
         "owner_id": desktop.owner_id,
         "tenant_id": desktop.tenant_id,
         "mdev_uuid": str(desktop.mdev_uuid) if desktop.mdev_uuid else None,
+        "host_id": desktop.host_id,  # issue 19: its owner's socket joins the host's utilization group
         "expires_at": desktop.expires_at.isoformat() if desktop.expires_at else None,
         "vnc_port": desktop.vnc_port,
     }

@@ -26,6 +26,7 @@
       attempt = 0;  // "live" once the server says its subscriptions hold (hello), not on the open alone
       var host = document.querySelector("main [data-host-id]");
       if (host && document.getElementById("host-chart")) send({type: "watch-host", host: host.dataset.hostId});
+      askFleet();
       pingTimer = setInterval(function () { send({type: "ping"}); }, 25000);
     };
     socket.onmessage = function (message) {
@@ -122,6 +123,18 @@
     if (event === "host.utilization") hostUtilization(data);
     if (event === "fleet.utilization") fleetUtilization(data);
   }
+
+  // fleet.utilization brings only the GPUs whose figures changed (full: false): the GPUs this page shows
+  // get their latest figures once, asked for when the socket opens and when a part with tiles is swapped in.
+  function askFleet() {
+    var ids = Array.prototype.map.call(document.querySelectorAll("[data-gpu-id]"), function (el) {
+      return el.dataset.gpuId;
+    });
+    if (ids.length) send({type: "fleet-snapshot", gpus: ids});
+  }
+  document.addEventListener("htmx:afterSwap", function (e) {
+    if (e.detail && e.detail.target && e.detail.target.querySelector("[data-gpu-id]")) askFleet();
+  });
 
   function fleetUtilization(f) {  // compact rows: [gpu id, SM %, FB used MiB, FB total MiB, °C]
     hostUtilization({gpus: (f.gpus || []).map(function (r) {
