@@ -1,6 +1,7 @@
 from datetime import timedelta
 
 from django.contrib import messages
+from django.core.paginator import Paginator
 from django.db.models import Count
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -44,11 +45,37 @@ def host_state(request, name, state):
     return redirect("inventory:host-detail", name=host.name)
 
 
+HOSTS_PER_PAGE = 100
+RETIRED_SHOWN = 50
+
+
 @role_required(OPERATORS)
 def host_list(request):
-    """Every host in service with its state and why, and the retired ones apart (kept for history)."""
+    """The hosts in service with their state and why, a page at a time (search by name, filter by state),
+    and the retired ones apart (kept for history; the latest shown)."""
+    query = (request.GET.get("q") or "").strip()[:100]
+    state = request.GET.get("state", "")
     listed = Host.objects.annotate(gpu_count=Count("gpus")).order_by("name")
-    return render(request, "inventory/host_list.html", {"hosts": listed.active(), "retired": listed.retired()})
+    active = listed.active()
+    if query:
+        active = active.filter(name__icontains=query)
+    if state in HostState.values and state != HostState.RETIRED:
+        active = active.filter(state=state)
+    else:
+        state = ""
+    page = Paginator(active, HOSTS_PER_PAGE).get_page(request.GET.get("page"))
+    params = request.GET.copy()
+    params.pop("page", None)
+    context = {
+        "hosts": page.object_list,
+        "page": page,
+        "query": params.urlencode(),
+        "filters": {"q": query, "state": state, "active": bool(query or state)},
+        "states": [(s.value, s.label) for s in HostState if s != HostState.RETIRED],
+        "retired": listed.retired().order_by("-retired_at", "name")[:RETIRED_SHOWN],
+        "retired_count": Host.objects.retired().count(),
+    }
+    return render(request, "inventory/host_list.html", context)
 
 
 @role_required(ADMINS)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from django.conf import settings
 
@@ -214,11 +214,68 @@ def offered_templates():
 
 def capacity_now(snap: Snapshot | None = None) -> dict:
     """The online hosts' free capacity: vGPU instances per profile, boards entirely free (and those that
-    can go whole), and what no offered template can use (stranded), GPU by GPU with the reason."""
-    snap = snap or snapshot()
-    c, online = snap.cluster, snap.online_nodes()
+    can go whole), and what no offered template can use (stranded), GPU by GPU with the reason.
+
+    Without ``snap`` it reads this process's placement fleet (online hosts, brought up to date by its
+    incremental refresh) rather than building a cluster of every host: the fleet overview asks at every
+    page view, and at a thousand hosts a fresh build costs more than the page may."""
     templates = list(offered_templates())
-    requests = [shape_of(t) for t in templates]
+    if snap is not None:
+        node_host = [None] * snap.cluster.n
+        for hid, nodes in snap.nodes_of.items():
+            for i in nodes:
+                node_host[i] = hid
+        return _capacity(snap.cluster, snap.online_nodes(), node_host, snap.node_gpus, templates)
+    f = placement.fleet()
+    with f._lock:
+        f.refresh()
+        c = f.cluster
+        # A node's stranded GPUs follow from its board model, its GPUs' modes and its state (free CPU and
+        # memory, each GPU's profile and instances): what the fleet sets the node from. Nodes alike in
+        # those (most empty hosts of one kind) are judged once.
+        kinds = [(c.gmodel[i], tuple(m for _id, m in f._structure[i][3]), f._states[i]) for i in range(c.n)]
+        return _capacity(c, list(range(c.n)), f._node_host, f._node_gpus, templates, kinds)
+
+
+def _needed(requests: list) -> list:
+    """The requests that decide what is stranded: a GPU one of them can use is not stranded, so a request
+    asking for the same GPU part as another with at least its CPU and memory adds nothing (whatever it
+    fits, the smaller one fits), nor does one without GPUs. 151 trace shapes come down to 29."""
+    by_part: dict = {}
+    for r in requests:
+        if r.num_gpu > 0:
+            by_part.setdefault(replace(r, cpu_milli=0, memory_mib=0), set()).add((r.cpu_milli, r.memory_mib))
+    kept = []
+    for part, sizes in by_part.items():
+        for cpu, mem in sizes:
+            if not any(c2 <= cpu and m2 <= mem and (c2, m2) != (cpu, mem) for c2, m2 in sizes):
+                kept.append(replace(part, cpu_milli=cpu, memory_mib=mem))
+    return kept
+
+
+#: What the last ``capacity_now`` of this process found per kind of node, kept while the fleet's cluster
+#: and the offered requests stay the same: a page view judges only the nodes that changed since.
+_judged: dict = {"cluster": None, "requests": None, "kinds": {}}
+MOST_KINDS_KEPT = 50_000
+
+
+def _stranded(c, requests: list, nodes: list[int], kinds: list | None) -> list:
+    if kinds is None:
+        return strand.stranded_gpus(c, requests, nodes)
+    if _judged["cluster"] is not c or _judged["requests"] != requests or len(_judged["kinds"]) > MOST_KINDS_KEPT:
+        _judged.update(cluster=c, requests=list(requests), kinds={})
+    seen = _judged["kinds"]
+    out = []
+    for i in nodes:
+        found = seen.get(kinds[i])
+        if found is None:
+            found = seen[kinds[i]] = [(s.gpu, s.milli, s.reason) for s in strand.stranded_gpus(c, requests, [i])]
+        out += [strand.StrandedGPU(i, g, milli, reason) for g, milli, reason in found]
+    return out
+
+
+def _capacity(c, online: list[int], node_host: list, node_gpus: list, templates: list, kinds=None) -> dict:
+    requests = _needed([shape_of(t) for t in templates])
     instances: dict[str, dict] = {}
     empty_boards: Counter = Counter()
     whole_free: Counter = Counter()
@@ -233,24 +290,25 @@ def capacity_now(snap: Snapshot | None = None) -> dict:
                 empty_boards[c.gmodel[i]] += 1
                 if slot in WHOLE_FREE:
                     whole_free[c.gmodel[i]] += 1
+    found = _stranded(c, requests, online, kinds) if online else []
+    names = dict(Host.objects.filter(pk__in={node_host[s.node] for s in found}).values_list("id", "name"))
     stranded, stranded_milli = [], 0
-    for s in strand.stranded_gpus(c, requests, online):
+    for s in found:
         stranded_milli += s.milli
         slot = c.prof[s.node][s.gpu]
-        host = snap.hosts[_host_of(snap, s.node)]
         profile = c.lad[s.node].name[slot] if slot > 0 else ""
         reason = STRANDED_WORDS[s.reason].format(profile=profile, model=c.gmodel[s.node])
         stranded.append(
             {
-                "host": host.name,
-                "gpu_id": snap.node_gpus[s.node][s.gpu],
+                "host": names[node_host[s.node]],
+                "gpu_id": node_gpus[s.node][s.gpu],
                 "model": c.gmodel[s.node],
                 "gpus": round(s.milli / 1000, 3),
                 "reason": s.reason,
                 "why": reason[:1].upper() + reason[1:] + ".",
             }
         )
-    free = strand.free_milli(c, online)
+    free = strand.free_milli(c, online) if online else 0
     return {
         "offered_templates": [t.name for t in templates],
         "vgpu_instances_free": sorted(instances.values(), key=lambda r: r["profile"]),
@@ -263,10 +321,3 @@ def capacity_now(snap: Snapshot | None = None) -> dict:
         "stranded_share": round(stranded_milli / free, 4) if free else 0.0,
         "stranded": stranded,
     }
-
-
-def _host_of(snap: Snapshot, node: int) -> int:
-    for hid, nodes in snap.nodes_of.items():
-        if node in nodes:
-            return hid
-    raise KeyError(node)

@@ -104,6 +104,7 @@ class Fleet:
         self._typical = None
         self._typical_at = 0.0
         self.rebuilds = 0
+        self.blocked_memo: dict | None = None  # a batch of decisions (placement.offers) reads this once
 
     # -- reading the database ------------------------------------------------------------------
     def _host_rows(self) -> list[tuple]:
@@ -365,17 +366,20 @@ class Fleet:
             except BaseException:
                 self._structure = None  # half-applied: the next decision reads everything again
                 raise
-            decision = self._place_avoiding(request, avoid)
-            if decision is None:
-                raise self._why_not(request)
-            i = decision.node_index
-            profile_id = decision.profile_key or None
-            return Choice(
-                host_id=self._node_host[i],
-                gpu_ids=tuple(self._node_gpus[i][g] for g in decision.gpus),
-                profile_id=profile_id,
-                whole_framebuffer_mib=0 if profile_id else sum(self._node_fb[i][g] for g in decision.gpus),
-            )
+            return self._choice(request, avoid)
+
+    def _choice(self, request: engine.Request, avoid=frozenset()) -> Choice:
+        decision = self._place_avoiding(request, avoid)
+        if decision is None:
+            raise self._why_not(request)
+        i = decision.node_index
+        profile_id = decision.profile_key or None
+        return Choice(
+            host_id=self._node_host[i],
+            gpu_ids=tuple(self._node_gpus[i][g] for g in decision.gpus),
+            profile_id=profile_id,
+            whole_framebuffer_mib=0 if profile_id else sum(self._node_fb[i][g] for g in decision.gpus),
+        )
 
     def _place_avoiding(self, request: engine.Request, avoid) -> engine.Decision | None:
         nodes = [i for i, host in enumerate(self._node_host) if host in avoid] if avoid else []
@@ -435,9 +439,11 @@ class Fleet:
 
         if any(sum(h != EMPTY_VGPU for h in self.cluster.home[i]) >= req.num_gpu for i in cands):
             return False  # whole GPUs exist where they can go: they are taken
-        blocked = GPU.objects.present().filter(mode__in=WHOLE_MODES, host__in=Host.objects.online())
-        blocked = blocked.filter(host__passthrough_capable=False, **({"model__in": req.models} if req.models else {}))
-        return blocked.exists()
+        memo = self.blocked_memo if self.blocked_memo is not None else {}
+        if "models" not in memo:
+            blocked = GPU.objects.present().filter(mode__in=WHOLE_MODES, host__in=Host.objects.online())
+            memo["models"] = set(blocked.filter(host__passthrough_capable=False).values_list("model", flat=True))
+        return bool(memo["models"] & set(req.models or memo["models"]))
 
 
 def _a(model: str) -> str:

@@ -247,7 +247,7 @@ def check_room(quota: Quota, usage: Usage, *, framebuffer_mib: int, profile_name
             },
         )
     if profile_name:
-        limit = quota.profile_limits.filter(profile__name=profile_name).first()
+        limit = _profile_limit(quota, profile_name)
         used = usage.per_profile.get(profile_name, 0) if limit is not None else 0
         if limit is not None and used + 1 > limit.max_instances:
             raise QuotaExceeded(
@@ -411,3 +411,11 @@ def cancel_quota_request(request_id: int, *, actor) -> QuotaRequest:
         raise Forbidden("Only the member who asked can cancel a quota request.")
     with transaction.atomic():
         return _decide(request_id, actor=actor, status=QuotaRequestStatus.CANCELLED, reason="")
+
+
+def _profile_limit(quota: Quota, profile_name: str):
+    """The quota's cap on ``profile_name``, or None; from the prefetched limits when the caller read them
+    with the quota (the New-desktop page checks every offered template against one read)."""
+    if "profile_limits" in getattr(quota, "_prefetched_objects_cache", {}):
+        return next((lim for lim in quota.profile_limits.all() if lim.profile.name == profile_name), None)
+    return quota.profile_limits.filter(profile__name=profile_name).first()

@@ -84,6 +84,12 @@ def decide(template: DesktopTemplate, quota: Quota, usage, *, fresh: bool = Fals
         choice = placement.place(template, fresh=fresh, avoid=avoid)
     except placement.NoPlacement as exc:
         raise NoCapacity(exc.message, details={"resource": exc.resource}) from exc
+    return grant_for(template, choice, quota, usage)
+
+
+def grant_for(template: DesktopTemplate, choice, quota: Quota, usage) -> Grant:
+    """What ``choice`` (the placement's answer for ``template``) would charge, checked against the quota:
+    raises QuotaExceeded when a share's profile or whole boards the placement chose are over it."""
     if choice.profile_id:
         profile = template.profile if template.profile_id == choice.profile_id else placement.profile(choice.profile_id)
         grant = Grant(choice, profile, profile.framebuffer_mib)
