@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from allocations.choices import HOLDING_STATUSES, DesktopStatus, EndReason, QuotaRequestStatus
+from allocations.choices import HOLDING_STATUSES, DesktopStatus, EndReason, IdleAction, QuotaRequestStatus
 from allocations.querysets import DesktopQuerySet, DesktopTemplateQuerySet, QuotaRequestQuerySet
 from core.limits import (
     MAX_DESKTOP_HOURS,
@@ -141,6 +141,24 @@ class DesktopTemplate(models.Model):
     )
     allowed_tenants = models.ManyToManyField(Tenant, blank=True, related_name="templates")
     is_active = models.BooleanField(default=True)
+    # Idle desktops given back (services.idle): a running desktop whose GPU stayed below the threshold and
+    # whose console had no input for the limit is warned, then after the grace period suspended or released.
+    idle_limit_minutes = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(5), MaxValueValidator(7 * 24 * 60)],
+        help_text="Minutes of an idle GPU and no console input before its owner is warned; empty = never.",
+    )
+    idle_sm_threshold_pct = models.PositiveSmallIntegerField(
+        default=5,
+        validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text="The GPU counts as idle while its SM utilization (minute average) is below this, in percent.",
+    )
+    idle_action = models.CharField(max_length=10, choices=IdleAction.choices, default=IdleAction.SUSPEND)
+    suspend_keeps_capacity = models.BooleanField(
+        default=True,
+        help_text="Suspended desktops keep their vGPU claim; untick: idle desktops are released instead.",
+    )
     # Retired: offered for no new desktop, for good; kept (with its desktops, running or past) for history.
     retired_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -179,6 +197,14 @@ class DesktopTemplate(models.Model):
     @property
     def is_passthrough(self) -> bool:
         return self.kind == "whole"
+
+    @property
+    def idle_effective_action(self) -> str:
+        """What an idle desktop of this template undergoes: suspend only where the suspended desktop keeps
+        its claim (it must resume where its memory image is); otherwise it is released."""
+        if self.idle_action == IdleAction.SUSPEND and self.suspend_keeps_capacity:
+            return IdleAction.SUSPEND
+        return IdleAction.RELEASE
 
     @property
     def is_retired(self) -> bool:
@@ -258,6 +284,15 @@ class Desktop(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
     expiry_warned_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
+
+    # Idle desktops given back (services.idle). ``last_input_at``: the last console input the consoles app
+    # noted (at most once a minute); ``idle_warned_at``: the idle warning, claimed by a conditional update;
+    # ``suspended_at``: when its memory image was saved (SUSPENDED without it: the save is in progress);
+    # ``resumed_at``: when it last ran again, where its idle clock starts over.
+    last_input_at = models.DateTimeField(null=True, blank=True)
+    idle_warned_at = models.DateTimeField(null=True, blank=True)
+    suspended_at = models.DateTimeField(null=True, blank=True)
+    resumed_at = models.DateTimeField(null=True, blank=True)
 
     # The worker task building or removing it holds a lease, renewed while it works (services.leases):
     # one whose worker died lapses, and the sweeper queues the task again within a minute.

@@ -13,7 +13,7 @@ from django.utils import timezone
 from allocations.choices import DesktopStatus, EndReason
 from allocations.exceptions import InvalidTransition
 from allocations.models import Desktop
-from allocations.services import hosting, leases, lifecycle
+from allocations.services import hosting, idle, leases, lifecycle, suspend
 from allocations.services.reconcile import reconcile_host
 from inventory.drivers.base import DriverError
 from inventory.models import Host
@@ -22,6 +22,7 @@ log = get_task_logger(__name__)
 MAX_RETRIES = 5
 TIME_LIMIT = settings.PORTAL_PROVISION_TIMEOUT_S
 REBOOT_TIME_LIMIT = settings.PORTAL_GUEST_READY_TIMEOUT_S + 60
+SUSPEND_TIME_LIMIT = settings.PORTAL_SUSPEND_TIMEOUT_S
 GUEST_STARTING = "the guest is starting"
 GUEST_RESTARTING = "the guest is restarting"
 BUILD_FAILED = "The desktop could not be started on its host."  # libvirt's words go to the audit, for admins
@@ -181,6 +182,58 @@ def reboot(self, desktop_id: int) -> str | None:
         return "not ready"
     lifecycle.finish_reboot(desktop.pk)
     return "rebooted"
+
+
+@shared_task(
+    bind=True, acks_late=True, max_retries=3, soft_time_limit=SUSPEND_TIME_LIMIT, time_limit=SUSPEND_TIME_LIMIT + 30
+)
+def suspend_desktop(self, desktop_id: int) -> str | None:
+    """Save a suspending desktop's memory to disk (libvirt managed save) and stop its guest; then it says
+    it is suspended. Does nothing for a desktop no longer suspending (resumed or released meanwhile, or
+    saved already). A save the host refuses leaves it running as before (``suspend.suspend_failed``)."""
+    desktop = _load(desktop_id)
+    if desktop is None or desktop.status != DesktopStatus.SUSPENDED or desktop.suspended_at is not None:
+        return None
+    try:
+        hosting.save_desktop(desktop)
+    except SoftTimeLimitExceeded:
+        suspend.suspend_failed(desktop.pk, failure=f"saving took longer than {SUSPEND_TIME_LIMIT} s")
+        return "failed"
+    except DriverError as exc:
+        if exc.retryable and self.request.retries < self.max_retries:
+            raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
+        suspend.suspend_failed(desktop.pk, failure="the host could not save it", detail=str(exc))
+        return "failed"
+    suspend.mark_saved(desktop.pk)
+    return "suspended"
+
+
+@shared_task(
+    bind=True, acks_late=True, max_retries=3, soft_time_limit=SUSPEND_TIME_LIMIT, time_limit=SUSPEND_TIME_LIMIT + 30
+)
+def resume_desktop(self, desktop_id: int) -> str | None:
+    """Start a suspended desktop's domain again on its host (restored from its managed save); RUNNING.
+    Does nothing for a desktop no longer suspended (a second delivery, or released meanwhile)."""
+    desktop = _load(desktop_id)
+    if desktop is None or desktop.status != DesktopStatus.SUSPENDED:
+        return None
+    try:
+        info = hosting.restore_desktop(desktop)
+    except SoftTimeLimitExceeded:
+        suspend.resume_failed(desktop.pk, failure=f"restoring took longer than {SUSPEND_TIME_LIMIT} s")
+        return "failed"
+    except DriverError as exc:
+        if exc.retryable and self.request.retries < self.max_retries:
+            raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
+        suspend.resume_failed(desktop.pk, failure="the host could not restore it", detail=str(exc))
+        return "failed"
+    return "running" if suspend.finish_resume(desktop.pk, vnc_port=info.vnc_port) else None
+
+
+@shared_task
+def sweep_idle() -> dict:
+    """Beat, every minute: idle desktops are warned, then suspended or released (``services.idle``)."""
+    return idle.sweep_idle()
 
 
 @shared_task

@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from allocations.choices import IdleAction
 from allocations.models import DesktopTemplate
 from allocations.placement.capacity import where_could_run
 from allocations.services import templates
@@ -72,6 +73,27 @@ class TemplateForm(forms.Form):
         label="Offered to",
     )
     is_active = forms.BooleanField(required=False, initial=True, label="Offered now (untick to pause)")
+    idle_limit_minutes = forms.IntegerField(
+        required=False,
+        min_value=5,
+        max_value=7 * 24 * 60,
+        label="Idle limit (minutes)",
+        help_text="A running desktop whose GPU stayed below the threshold and whose console had no input this "
+        "long is warned, then given back after the grace period. Empty: never.",
+    )
+    idle_sm_threshold_pct = forms.IntegerField(
+        required=False, min_value=1, max_value=100, initial=5, label="Idle below SM utilization (%)"
+    )
+    idle_action = forms.ChoiceField(
+        required=False, choices=IdleAction.choices, initial=IdleAction.SUSPEND, label="Then"
+    )
+    suspend_keeps_capacity = forms.BooleanField(
+        required=False,
+        initial=True,
+        label="A suspended desktop keeps its vGPU (untick: idle desktops are released instead)",
+        help_text="Its saved memory can only be restored on the same host, so a suspend that gave the vGPU "
+        "back could not promise to resume: without the claim the desktop is released.",
+    )
 
     def clean(self):
         data = super().clean()
@@ -104,6 +126,10 @@ class TemplateForm(forms.Form):
             "max_duration_hours": d["max_duration_hours"],
             "allowed_tenants": list(d["allowed_tenants"]),
             "is_active": d["is_active"],
+            "idle_limit_minutes": d["idle_limit_minutes"],
+            "idle_sm_threshold_pct": d["idle_sm_threshold_pct"] or 5,
+            "idle_action": d["idle_action"] or IdleAction.SUSPEND,
+            "suspend_keeps_capacity": d["suspend_keeps_capacity"],
         }
 
     @classmethod
@@ -123,6 +149,10 @@ class TemplateForm(forms.Form):
             "max_duration_hours": t.max_duration_hours,
             "allowed_tenants": list(t.allowed_tenants.all()),
             "is_active": t.is_active,
+            "idle_limit_minutes": t.idle_limit_minutes,
+            "idle_sm_threshold_pct": t.idle_sm_threshold_pct,
+            "idle_action": t.idle_action,
+            "suspend_keeps_capacity": t.suspend_keeps_capacity,
         }
 
 

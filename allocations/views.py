@@ -17,7 +17,7 @@ from django.views.decorators.http import require_POST
 from allocations.choices import HOLDING_STATUSES, QuotaRequestStatus
 from allocations.forms import DecisionForm, DesktopRequestForm, ExtendForm, QuotaIncreaseForm
 from allocations.models import Desktop, QuotaRequest
-from allocations.services import lifecycle, quotas
+from allocations.services import idle, lifecycle, quotas, suspend
 from allocations.services.access import get_desktop_for, may_act_on
 from allocations.services.availability import offers_for
 from allocations.services.quotas import usage_of
@@ -154,6 +154,7 @@ def _desktop_context(request, desktop: Desktop) -> dict:
         "desktop": desktop,
         "timeline": AuditEvent.objects.about(desktop).order_by("occurred_at", "id"),
         "can_act": may_act_on(request.user, desktop),
+        "idle": idle.assess(desktop),
     }
 
 
@@ -200,6 +201,9 @@ def desktop_action(request, pk, action):
         if action == "release":
             lifecycle.release_desktop(desktop, actor=request.user)
             messages.success(request, f"{desktop.name} is being released.")
+        elif action == "resume":
+            suspend.request_resume(desktop, actor=request.user)
+            messages.success(request, f"{desktop.name} is resuming.")
         elif action == "reboot":
             lifecycle.reboot_desktop(desktop, actor=request.user)
             messages.success(request, f"{desktop.name} is rebooting.")

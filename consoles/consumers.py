@@ -22,6 +22,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
 
+from allocations.services.idle import note_console_input
 from consoles import relay, services
 from core import live
 
@@ -97,6 +98,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         loop = asyncio.get_running_loop()
         self.last_input = loop.time()
         self.warned = False
+        self.input_unnoted = True  # opening it is input; noted on the desktop's idle clock at the next flush
         self.tasks = [asyncio.ensure_future(self._from_guest(guest_reader)), asyncio.ensure_future(self._tick())]
         log.info("console of desktop %s opened by %s from %s", self.desktop.pk, self.user, self.source_ip)
 
@@ -119,6 +121,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         if is_input(bytes_data):
             self.last_input = asyncio.get_running_loop().time()
             self.warned = False
+            self.input_unnoted = True
         self.bytes_to_guest += len(bytes_data)
         try:
             self.guest_writer.write(bytes_data)
@@ -161,6 +164,9 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
                 await database_sync_to_async(services.record_progress)(
                     self.session_id, bytes_to_guest=self.bytes_to_guest, bytes_from_guest=self.bytes_from_guest
                 )
+                if self.input_unnoted:  # issue 18: the desktop's idle clock (written at most once a minute)
+                    self.input_unnoted = False
+                    await database_sync_to_async(note_console_input)(self.desktop.pk)
 
     # --- events (core.live) --------------------------------------------------------------------------
     async def live_event(self, message):

@@ -144,6 +144,10 @@ class DesktopTemplateSerializer(serializers.ModelSerializer):
             "max_duration_hours",
             "allowed_tenants",
             "is_active",
+            "idle_limit_minutes",
+            "idle_sm_threshold_pct",
+            "idle_action",
+            "suspend_keeps_capacity",
             "retired_at",
             "created_at",
         ]
@@ -205,6 +209,8 @@ class DesktopSerializer(serializers.ModelSerializer):
             "started_at",
             "expires_at",
             "ended_at",
+            "idle_warned_at",
+            "suspended_at",
         ]
         read_only_fields = fields
 

@@ -31,7 +31,7 @@ from allocations.api.serializers import (
 )
 from allocations.models import Desktop, DesktopTemplate, Quota, QuotaRequest
 from allocations.placement.capacity import where_could_run
-from allocations.services import lifecycle, people, quotas, templates, tenants
+from allocations.services import lifecycle, people, quotas, suspend, templates, tenants
 from allocations.services.access import get_desktop_for
 from allocations.services.fleet import fleet_problems, fleet_totals
 from allocations.services.request import request_desktop, resolve_tenant
@@ -231,6 +231,13 @@ class DesktopViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         form = DesktopExtendSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         desktop = lifecycle.extend_desktop(self._own(pk), form.validated_data["hours"], actor=request.user)
+        return Response(DesktopSerializer(self.get_queryset().get(pk=desktop.pk), context={"request": request}).data)
+
+    @extend_schema(request=None, responses=DesktopSerializer)
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        """Resume a desktop suspended while idle (409 unless it is suspended and its memory saved)."""
+        desktop = suspend.request_resume(self._own(pk), actor=request.user)
         return Response(DesktopSerializer(self.get_queryset().get(pk=desktop.pk), context={"request": request}).data)
 
     @extend_schema(request=None, responses=DesktopSerializer)

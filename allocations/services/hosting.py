@@ -128,3 +128,19 @@ def reboot_desktop(desktop: Desktop) -> DomainInfo:
     _require_own_domain(driver, desktop)
     driver.destroy_domain(desktop.domain_name)
     return driver.start_domain(desktop.domain_name)
+
+
+def save_desktop(desktop: Desktop) -> None:
+    """Suspend the desktop's domain to disk (libvirt managed save): its memory is kept in an image on its
+    host and the guest stops. Safe to run again (an already saved domain is left as it is)."""
+    driver = driver_for(desktop.host)
+    _require_own_domain(driver, desktop)
+    driver.managed_save(desktop.domain_name)
+
+
+def restore_desktop(desktop: Desktop) -> DomainInfo:
+    """Start the suspended desktop's domain again: libvirt restores it from its managed-save image, so the
+    guest carries on where it was (no boot, so nothing to wait for). A running one is left running."""
+    driver = driver_for(desktop.host)
+    _require_own_domain(driver, desktop)
+    return driver.start_domain(desktop.domain_name)

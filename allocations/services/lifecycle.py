@@ -80,10 +80,19 @@ def free_capacity(desktop: Desktop) -> bool:
 
 
 def transition(
-    desktop_id: int, to: str, *, actor=None, reason: str = "", end_reason: str = "", detail: str = "", **fields
+    desktop_id: int,
+    to: str,
+    *,
+    actor=None,
+    reason: str = "",
+    end_reason: str = "",
+    detail: str = "",
+    verb: str = "",
+    **fields,
 ) -> Desktop:
     """Move a desktop to ``to``. Raises InvalidTransition (409) when the table forbids it. ``reason`` is
-    shown to the owner (words); ``detail`` (a driver's own text) is kept in the audit event, for admins."""
+    shown to the owner (words); ``detail`` (a driver's own text) is kept in the audit event, for admins.
+    The audit verb is ``desktop.<to>`` unless ``verb`` names the move (``desktop.resumed``)."""
     with transaction.atomic():
         desktop = Desktop.objects.select_for_update(of=("self",)).select_related("tenant").get(pk=desktop_id)
         if to not in TRANSITIONS[desktop.status]:
@@ -114,7 +123,7 @@ def transition(
         for key in ("vnc_port", "expires_at", "end_reason"):
             if key in fields or (key == "end_reason" and end_reason):
                 after[key] = getattr(desktop, key)
-        record_desktop_event(desktop, f"desktop.{to}", actor=actor, before=before, after=after)
+        record_desktop_event(desktop, verb or f"desktop.{to}", actor=actor, before=before, after=after)
         if before["status"] == DesktopStatus.RUNNING:
             # Its open consoles end with the reason shown in their page (consoles/consumers.py).
             live.publish_on_commit(
@@ -133,6 +142,10 @@ def console_close_reason(desktop: Desktop) -> str:
         return "The desktop expired."
     if desktop.end_reason == EndReason.DRAINED:
         return f"The host was drained: {desktop.drain_reason.rstrip('.') or 'no reason given'}."
+    if desktop.status == DesktopStatus.SUSPENDED:
+        return "The desktop was suspended after it sat idle: resume it from its page."
+    if desktop.end_reason == EndReason.IDLE:
+        return "The desktop was given back after it sat idle."
     return "The desktop was released."
 
 
@@ -153,6 +166,7 @@ def teardown_end_status(desktop: Desktop) -> str:
         EndReason.RELEASED: DesktopStatus.RELEASED,
         EndReason.EXPIRED: DesktopStatus.EXPIRED,
         EndReason.DRAINED: DesktopStatus.RELEASED,
+        EndReason.IDLE: DesktopStatus.RELEASED,
     }.get(desktop.end_reason, DesktopStatus.FAILED)
 
 
@@ -272,7 +286,8 @@ def stuck_cutoff():
 
 def expire_due_desktops(now=None) -> dict:
     """Warn running desktops about to expire (once: ``expiry_warned_at`` is claimed with a conditional
-    update, audited), and release those past their time. Returns the counts."""
+    update, audited), and release those past their time (suspended ones too: their time runs on). Returns
+    the counts."""
     now = now or timezone.now()
     warned = 0
     soon = now + timedelta(seconds=settings.PORTAL_EXPIRY_WARNING_S)
@@ -284,7 +299,8 @@ def expire_due_desktops(now=None) -> dict:
                 warned += 1
                 audit_desktop("desktop.expiry_warning", desktop, actor=None, after={"expires_at": desktop.expires_at})
     expired = 0
-    for desktop in Desktop.objects.filter(status=DesktopStatus.RUNNING, expires_at__lte=now).select_related("host"):
+    past = Desktop.objects.filter(status__in=(DesktopStatus.RUNNING, DesktopStatus.SUSPENDED), expires_at__lte=now)
+    for desktop in past.select_related("host"):
         # A drained desktop ends at its host's stop time (expires_at was moved to it): it says so.
         drained = bool(desktop.drain_reason)
         end_reason, reason = (EndReason.DRAINED, drained_reason(desktop)) if drained else (EndReason.EXPIRED, "")

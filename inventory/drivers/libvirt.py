@@ -379,6 +379,7 @@ class LibvirtDriver:
         return self._domain_info(domain)
 
     def start_domain(self, name: str) -> DomainInfo:
+        """Start the domain (from its managed-save image, if it has one: the suspended guest resumes)."""
         domain = self._domain(name)
         if not self._call("cannot read domain state", domain.isActive):
             self._call(f"cannot start domain {name}", domain.create)
@@ -396,13 +397,29 @@ class LibvirtDriver:
         if domain is not None and self._call("cannot read domain state", domain.isActive):
             self._call(f"cannot destroy domain {name}", domain.destroy)
 
+    def managed_save(self, name: str) -> None:
+        """Suspend to disk: libvirt saves the running guest's memory in its managed-save image and stops
+        it; the next ``start_domain`` restores it. A domain already off with its image is fine."""
+        domain = self._domain(name)
+        if self._call("cannot read domain state", domain.isActive):
+            self._call(f"cannot save domain {name}", domain.managedSave, 0)
+        elif not self.has_managed_save(name):
+            raise DriverError(f"domain {name} is off and has no saved memory image", retryable=False)
+
+    def has_managed_save(self, name: str) -> bool:
+        """Does the domain have a managed-save image (it restores from it when started)?"""
+        domain = self._lookup(name)
+        return domain is not None and bool(self._call("cannot read managed save", domain.hasManagedSaveImage, 0))
+
     def undefine_domain(self, name: str) -> None:
-        """Remove the (stopped) domain's definition and free its lab vGPU record. Idempotent."""
+        """Remove the (stopped) domain's definition, its managed-save image if any, and its lab vGPU record.
+        Idempotent."""
         domain = self._lookup(name)
         if domain is not None:
             if self._call("cannot read domain state", domain.isActive):
                 raise DriverError(f"domain {name} is still running; destroy it first", retryable=False)
-            self._call(f"cannot undefine domain {name}", domain.undefine)
+            flags = libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+            self._call(f"cannot undefine domain {name}", domain.undefineFlags, flags)
         if self.lab:
             self.lab.store.detach(name)
             if not self.uri.startswith("test:"):
