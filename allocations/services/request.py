@@ -33,6 +33,16 @@ from tenancy.roles import roles_of
 CLAIM_ATTEMPTS = 8
 FULL_READ_FROM_ATTEMPT = 2
 
+#: Capacity held for later (issue 18): callables ``hold(template=, tenant_id=, hours=)`` that a higher layer
+#: registers (bookings, in its AppConfig.ready) and that raise NoCapacity, saying why and when the capacity
+#: frees up, when a desktop of ``template`` for ``hours`` from now would take capacity they hold.
+CAPACITY_HOLDS: list = []
+
+
+def check_holds(template: DesktopTemplate, tenant_id: int, hours: int) -> None:
+    for hold in CAPACITY_HOLDS:
+        hold(template=template, tenant_id=tenant_id, hours=hours)
+
 
 def tenant_id_for(actor, tenant_id: int | None) -> int:
     """Which of the actor's tenants a request is for (no query: roles are cached on the user)."""
@@ -243,6 +253,7 @@ def _request_desktop(
         check_monthly_hours(quota, hours=duration_hours)  # under the quota row's lock, taken above
         usage = usage_of(tenant, quota)
         check_quota_first(quota, usage, template)
+        check_holds(template, tenant_id, duration_hours)
         contended: set[int] = set()  # hosts where this request lost a claim to another one
         for attempt in range(CLAIM_ATTEMPTS):
             # After a lost claim go elsewhere than where others are filling up. The refresh before each

@@ -60,6 +60,15 @@ ACCESS = {
         "scoped": True,
         "expect": {("create", ADMIN): 403},
     },
+    # Bookings (issue 18): members book for their own tenant (platform admins name one: 400 without);
+    # cancel is an action, nobody edits or deletes one.
+    "bookings": {
+        "read": EVERYONE,
+        "write": {ADMIN, MEMBER, OUTSIDER},
+        "verbs": "LRC",
+        "scoped": True,
+        "expect": {("create", ADMIN): 400, ("create", OUTSIDER): 404},
+    },
     # People (issue 16): operators read accounts and their roles; platform admins (de)activate them.
     "people": {"read": {ADMIN, AUDITOR}, "write": {ADMIN}, "verbs": "LRU", "scoped": False},
     # API tokens: each person sees and revokes (DELETE) only their own, platform admins included.
@@ -149,6 +158,27 @@ def world(personas, tenant, other_tenant, lab, catalog):
         "quota-requests": {"row": quota_request, "create": {"max_framebuffer_mib": 65536, "reason": "a workshop"}},
         "tokens": {"row": issue_token(personas[MEMBER], actor=personas[MEMBER], name="a script")[0], "create": {}},
         "people": {"row": get_user_model().objects.get(username="newcomer"), "update": {"is_active": False}},
+        "bookings": _booking_world(personas[MEMBER], template),  # issue 18
+    }
+
+
+def _booking_world(member, template) -> dict:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from bookings.services import book
+
+    start = (timezone.now() + timedelta(days=2)).replace(microsecond=0)
+    row = book(actor=member, template_id=template.pk, start=start, end=start + timedelta(hours=1))
+    later = start + timedelta(days=1)
+    return {
+        "row": row,
+        "create": {
+            "template": template.pk,
+            "start": later.isoformat(),
+            "end": (later + timedelta(hours=1)).isoformat(),
+        },
     }
 
 
