@@ -13,9 +13,10 @@ class ConsolesConfig(AppConfig):
 
 
 def close_consoles_on_logout(sender, request, user, **kwargs):
-    """Signing out ends that person's open consoles (4003), in every window."""
+    """Signing out ends that person's open consoles (4003), in every window and browser (issue 17: the
+    same close as "sign out everywhere", ``tenancy.sessions.close_consoles``)."""
     if user is None:
         return
-    from core import live
+    from tenancy.sessions import close_consoles
 
-    live.publish(live.console_user_group(user.pk), "console.close", {"code": 4003, "reason": "You signed out."})
+    close_consoles(user.pk, "You signed out.")
