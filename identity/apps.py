@@ -8,3 +8,8 @@ class IdentityConfig(AppConfig):
     name = "identity"
     verbose_name = "Identity providers"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from identity import ldap_backend
+
+        ldap_backend.connect()
