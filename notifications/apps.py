@@ -7,3 +7,8 @@ class NotificationsConfig(AppConfig):
     name = "notifications"
     verbose_name = "Notifications"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from notifications import events
+
+        events.connect()  # every audited change passes there (notifications.events)

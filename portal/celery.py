@@ -17,13 +17,13 @@ app.conf.beat_schedule = {
     "send-heartbeats": {"task": "inventory.tasks.send_heartbeats", "schedule": 30.0},
     "check-heartbeats": {"task": "inventory.tasks.check_heartbeats", "schedule": 30.0},
     "expire-due-desktops": {"task": "allocations.tasks.expire_due", "schedule": 30.0},
+    # issue 18: idle desktops are warned, then suspended or released (allocations/services/idle.py).
+    "sweep-idle-desktops": {"task": "allocations.tasks.sweep_idle", "schedule": 60.0},
     # Often: a desktop whose worker died is picked up again within a minute (allocations/services/leases.py).
     "sweep-stuck-desktops": {"task": "allocations.tasks.sweep_stuck", "schedule": 15.0},
     "reconcile-hosts": {"task": "allocations.tasks.reconcile_all", "schedule": 300.0},
-    "sample-utilization": {
-        "task": "inventory.tasks.sample_all_hosts",
-        "schedule": float(settings.PORTAL_SAMPLE_INTERVAL_S),
-    },
+    "booking-calendar": {"task": "bookings.tasks.run_calendar", "schedule": 60.0},  # issue 18: booked windows
+    # Utilization sampling is not here: each host's worker keeps its own rhythm (inventory/rhythm.py).
     "publish-fleet-utilization": {
         "task": "inventory.tasks.publish_fleet_utilization",
         "schedule": 2.0,
@@ -31,5 +31,10 @@ app.conf.beat_schedule = {
     },
     "rollup-utilization": {"task": "inventory.tasks.rollup_utilization", "schedule": 60.0},
     "checkpoint-audit": {"task": "audit.tasks.checkpoint_audit", "schedule": 600.0},
+    # issue 17: queued mail whose next attempt is due, and fleet problems told to the platform admins
+    "send-due-mail": {"task": "notifications.tasks.send_due", "schedule": 30.0},
+    "check-fleet-problems": {"task": "notifications.tasks.check_fleet", "schedule": 60.0},
     "prune-utilization": {"task": "inventory.tasks.prune_utilization", "schedule": 3600.0},
+    # issue 17: memberships from directory groups follow the directory without a new sign-in (identity.sync)
+    "sync-identities": {"task": "identity.tasks.sync_identities", "schedule": float(settings.PORTAL_IDENTITY_SYNC_S)},
 }

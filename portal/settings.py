@@ -94,6 +94,7 @@ MIDDLEWARE = [
     "tenancy.middleware.TimeZonePreferenceMiddleware",
     "core.timezones.TimezoneMiddleware",  # the person's zone (the tz cookie) for what the request renders
     "django.contrib.messages.middleware.MessageMiddleware",
+    "tenancy.sessions.SessionExpiryMiddleware",  # issue 17: sessions: too old or idle too long -> log-in page
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "audit.middleware.RequestContextMiddleware",
     "axes.middleware.AxesMiddleware",  # issue 15: last, turns a refused sign-in into tenancy.signin's answer
@@ -209,6 +210,48 @@ AXES_VERBOSE = False
 AXES_CLIENT_IP_CALLABLE = "tenancy.signin.client_address"
 PORTAL_CLIENT_ADDRESS_FROM_PROXY = env_bool("PORTAL_BEHIND_PROXY", False)
 # --- end sign-in throttling ---
+# --- issue 17: identity providers (identity/config.py, docs/deployment.md "Identity providers") ---
+# LDAP / Active Directory when PORTAL_LDAP_URI is set, OpenID Connect when PORTAL_OIDC_CLIENT_ID is set; local
+# accounts always. The throttling backend stays first (it refuses before any password is checked); the directory
+# comes before the local accounts, which are still checked when it is down.
+from identity.config import LDAP_BACKEND, OIDC_BACKEND, group_mapping_default, ldap_settings, oidc_settings  # noqa: E402
+
+_IDENTITY_LDAP, _IDENTITY_OIDC = ldap_settings(), oidc_settings()
+globals().update(_IDENTITY_LDAP)
+globals().update(_IDENTITY_OIDC)
+AUTHENTICATION_BACKENDS[1:1] = [b for b, on in ((LDAP_BACKEND, _IDENTITY_LDAP), (OIDC_BACKEND, _IDENTITY_OIDC)) if on]
+# A directory or provider group -> tenant and role, besides the mappings platform admins keep on /identity/.
+PORTAL_IDENTITY_GROUP_MAPPING = group_mapping_default()
+# How often the periodic sync (identity.tasks.sync_identities) re-reads directory groups.
+PORTAL_IDENTITY_SYNC_S = env_int("PORTAL_IDENTITY_SYNC_S", 900, minimum=60)
+# --- end identity providers ---
+# --- issue 17: sessions and local passwords (tenancy/sessions.py, tenancy/passwords.py) ---
+# A session ends PORTAL_SESSION_HOURS after its sign-in, or after PORTAL_SESSION_IDLE_MINUTES without a
+# request (0: no idle limit); the person is sent to the log-in page with "Your session expired".
+SESSION_COOKIE_AGE = env_int("PORTAL_SESSION_HOURS", 12, minimum=1) * 3600
+PORTAL_SESSION_IDLE_MINUTES = env_int("PORTAL_SESSION_IDLE_MINUTES", 120, minimum=0)
+# Where people reach the portal (scheme, host, any path prefix): links in mail are built from it.
+PORTAL_PUBLIC_URL = env_str("PORTAL_PUBLIC_URL", "http://localhost:8000").rstrip("/")
+# Password-reset mails: at most this many per account, and requests from one address, per hour.
+PORTAL_PASSWORD_RESET_ACCOUNT_LIMIT = env_int("PORTAL_PASSWORD_RESET_ACCOUNT_LIMIT", 3, minimum=1)
+PORTAL_PASSWORD_RESET_ADDRESS_LIMIT = env_int("PORTAL_PASSWORD_RESET_ADDRESS_LIMIT", 20, minimum=1)
+PASSWORD_RESET_TIMEOUT = env_int("PORTAL_PASSWORD_RESET_HOURS", 2, minimum=1) * 3600
+# --- end issue 17: sessions ---
+# --- issue 17: mail and notifications (notifications/; docs/deployment.md) ---
+# Outgoing mail (notifications, invitations, password resets) through this SMTP server. Mail is queued and
+# sent by the workers: a server that is down delays it (retried with backoff), never the action behind it.
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT_S", 20, minimum=1)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "GPU Portal <gpu-portal@localhost>")
+# An invitation's set-password link works this many days (or until the password is set).
+PORTAL_INVITATION_DAYS = env_int("PORTAL_INVITATION_DAYS", 7, minimum=1)
+# --- end issue 17: mail ---
 
 # --- HTTPS hardening (manage.py check --deploy) --------------------------------------
 # Behind TLS (PORTAL_HTTPS=1) cookies are secure-only, HTTP redirects to HTTPS and HSTS
@@ -295,6 +338,19 @@ PORTAL_STUCK_AFTER_S = env_int("PORTAL_STUCK_AFTER_S", 900, minimum=30)
 PORTAL_TASK_LEASE_S = env_int("PORTAL_TASK_LEASE_S", 30, minimum=3)
 PORTAL_HEARTBEAT_TIMEOUT_S = env_int("PORTAL_HEARTBEAT_TIMEOUT_S", 120, minimum=10)
 PORTAL_EXPIRY_WARNING_S = env_int("PORTAL_EXPIRY_WARNING_S", 900, minimum=0)
+# --- idle desktops given back (issue 18; allocations/services/idle.py) ---
+# After its idle warning a desktop has this long to be used before its template's action (suspend/release).
+PORTAL_IDLE_GRACE_S = env_int("PORTAL_IDLE_GRACE_S", 900, minimum=0)
+# A GPU whose newest minute sample is older than this counts as unknown, never idle: nothing is reclaimed
+# on missing telemetry.
+PORTAL_IDLE_TELEMETRY_STALE_S = env_int("PORTAL_IDLE_TELEMETRY_STALE_S", 300, minimum=60)
+# Suspending (managed save writes the guest's memory to disk) and resuming get this long on the host.
+PORTAL_SUSPEND_TIMEOUT_S = env_int("PORTAL_SUSPEND_TIMEOUT_S", 300, minimum=10)
+# --- end idle ---
+# --- bookings (issue 18): built this long before a booked window starts; given back if not opened in time
+PORTAL_BOOKING_LEAD_MINUTES = env_int("PORTAL_BOOKING_LEAD_MINUTES", 10, minimum=0)
+PORTAL_BOOKING_NO_SHOW_MINUTES = env_int("PORTAL_BOOKING_NO_SHOW_MINUTES", 20, minimum=1)
+# --- end bookings
 # Utilization: sampled every few seconds, raw kept for hours, minute averages for weeks.
 PORTAL_SAMPLE_INTERVAL_S = env_int("PORTAL_SAMPLE_INTERVAL_S", 5, minimum=1)
 PORTAL_RAW_RETENTION_H = env_int("PORTAL_RAW_RETENTION_H", 6, minimum=1)

@@ -21,6 +21,7 @@ from allocations.api.views import (
     TenantViewSet,
 )
 from allocations.api.whatif import CapacityWhatIfView  # issue 16: capacity what-if
+from bookings.api.views import BookingViewSet  # issue 18: bookings
 from consoles.api import DesktopConsoleView
 from core import views
 from core.middleware import allow_inline_scripts
@@ -51,6 +52,7 @@ router.register("audit-events", AuditEventViewSet, basename="audit-event")
 router.register("export-jobs", ExportJobViewSet, basename="export-job")
 router.register("tokens", APITokenViewSet, basename="token")
 router.register("people", PersonViewSet, basename="person")  # issue 16: people for the admins' pages
+router.register("bookings", BookingViewSet, basename="booking")  # issue 18: bookings
 
 urlpatterns = [
     path("", include("consoles.urls")),  # before allocations': its desktops/<pk>/<action>/ would take console/
@@ -58,14 +60,17 @@ urlpatterns = [
     path("", include("allocations.whatif_urls")),  # issue 16: capacity what-if page
     path("", include("allocations.tenant_urls")),  # issue 16: tenants, people and quotas
     path("", include("reports.urls")),
+    path("bookings/", include("bookings.urls")),  # issue 18: calendars, booking form, feed
     path("inventory/", include("allocations.host_pages")),  # issue 16: a host's force-drain page
     path("inventory/", include("inventory.urls")),
     path("", include("tenancy.urls")),  # /account/tokens/
+    path("notifications/", include("notifications.urls")),  # issue 17: notifications, mail queue, invitations
     path("audit/", include(audit_patterns)),
-    # Sign-in and sign-out only: no password reset until mail is configured (README: an admin resets
-    # local passwords with ``manage.py changepassword``).
+    # Sign-in and sign-out; password reset and change, sign out everywhere: tenancy.urls (issue 17).
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("identity/", include("identity.urls")),  # issue 17: group mappings (platform admins)
+    path("oidc/", include("identity.oidc_urls")),  # issue 17: OpenID Connect sign-in and its callback
     path("favicon.ico", lambda request: redirect(static("favicon.svg")), name="favicon"),
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),

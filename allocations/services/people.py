@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import re
 
-from django.contrib.auth import SESSION_KEY, get_user_model
-from django.contrib.sessions.models import Session
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
 from django.db.models import Q
-from django.utils import timezone
 
 from allocations.services import tenants
 from audit import services as audit
@@ -23,11 +21,13 @@ from core.errors import Conflict, Forbidden, PortalError
 from core.writes import update_object
 from tenancy.models import Membership, Tenant
 from tenancy.roles import PLATFORM_ROLES, Role
+from tenancy.sessions import end_sessions  # issue 17: the rule lives in tenancy, for sign out everywhere too
 
-#: What a platform admin is told when an account is made for someone (no mail yet: issue 17).
+#: What a platform admin is told when an account is made for someone. Made from an address, it is mailed
+#: an invitation with a link to set its password (issue 17: ``notifications`` acts on ``invited``).
 NEW_ACCOUNT_NOTE = (
-    "It has no password yet: a platform admin sets one with `manage.py changepassword {username}` "
-    "(invitations by mail are not available yet)."
+    "It has no password yet: an invitation to set one is mailed to its address (a platform admin can also "
+    "set one with `manage.py changepassword {username}`)."
 )
 
 
@@ -94,7 +94,13 @@ def create_person(identifier: str, *, actor):
             user,
             actor=actor,
             text=user.get_username(),
-            after={"username": user.get_username(), "email": user.email, "is_active": True, "usable_password": False},
+            after={
+                "username": user.get_username(),
+                "email": user.email,
+                "is_active": True,
+                "usable_password": False,
+                "invited": bool(user.email),  # issue 17: mailed a set-password link (notifications.events)
+            },
         )
     return user
 
@@ -165,19 +171,6 @@ def _active_admins_besides(user) -> bool:
         Q(is_superuser=True) | Q(memberships__role=Role.PLATFORM_ADMIN, memberships__tenant__isnull=True)
     )
     return admins.exclude(pk=user.pk).exists()
-
-
-def end_sessions(user) -> int:
-    """Delete ``user``'s sign-in sessions (database sessions: each is decoded, as Django keeps no index by
-    user; run when someone is switched off, which is rare). Returns how many were ended."""
-    uid = str(user.pk)
-    ended = [
-        s.pk
-        for s in Session.objects.filter(expire_date__gt=timezone.now()).iterator(chunk_size=500)
-        if s.get_decoded().get(SESSION_KEY) == uid
-    ]
-    Session.objects.filter(pk__in=ended).delete()
-    return len(ended)
 
 
 def set_user_active(user, active: bool, *, actor):

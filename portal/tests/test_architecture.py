@@ -11,7 +11,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Top to bottom: each may import only those after it.
-LAYERS = ["portal", "reports", "bookings", "notifications", "consoles", "allocations", "inventory", "identity", "tenancy", "core", "audit"]
+LAYERS = [
+    *("portal", "reports", "bookings", "notifications", "consoles", "allocations"),
+    *("inventory", "identity", "tenancy", "core", "audit"),
+]
 MOST_LINES = 520  # "~500": a module past this is split by topic
 
 
