@@ -34,6 +34,14 @@ else
          "see var/log/vmlab.log)"
 fi
 $PY manage.py lab create --flavour "$LAB_FLAVOUR" || exit 1
+# Links in mail point at this portal; without a mail server the demo's mail (notifications, invitations,
+# password resets) is written to var/mail/, one file per message (set EMAIL_HOST to send it instead).
+export PORTAL_PUBLIC_URL="${PORTAL_PUBLIC_URL:-http://$HOST:$PORT}"
+if [ -z "${EMAIL_BACKEND:-}${EMAIL_HOST:-}" ]; then
+    export EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend EMAIL_FILE_PATH="$ROOT/var/mail"
+    mkdir -p var/mail
+    echo "Mail: written to var/mail/ (no EMAIL_HOST set)"
+fi
 
 start() {  # name, command...
     local name=$1; shift
