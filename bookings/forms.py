@@ -19,7 +19,10 @@ class BookingForm(forms.Form):
         help_text="Repeat every week until this date.",
     )
     rrule = forms.CharField(
-        max_length=500, required=False, help_text="Or an iCalendar RRULE, e.g. FREQ=WEEKLY;COUNT=12"
+        label="Repeat rule (iCalendar RRULE)",
+        max_length=500,
+        required=False,
+        help_text="Instead of 'Repeat until': e.g. FREQ=WEEKLY;BYDAY=TU;COUNT=12",
     )
 
     def __init__(self, *args, templates=(), people=(), **kwargs):
