@@ -6,8 +6,8 @@ no group grants any longer. Memberships made by hand (no ``MappedMembership`` ro
 away, and one a person already holds by hand is not made twice. Each change is written through
 ``core.writes`` (``membership.created``/``deleted``, so the row's record is the one every path
 writes) and explained by ``identity.membership_granted``/``revoked`` (the source, the groups, what
-triggered it), in the same transaction, with the system as the actor. A deleted membership closes
-the person's consoles and re-checks their live sockets after commit (``allocations.signals``).
+triggered it), in the same transaction, with the system as the actor. A revocation also ends the
+person's sessions and closes their consoles and live pages after commit (``tenancy.sessions``).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from django.utils import timezone
 from audit import services as audit
 from core.writes import create_object, delete_object
 from identity.models import ExternalAccount, GroupMapping, MappedMembership
+from tenancy import sessions
 from tenancy.models import Membership, Tenant
 from tenancy.roles import Role
 
@@ -138,6 +139,12 @@ def reconcile(user, source: str, groups, *, trigger: str) -> Change:
         for row in mapped:
             if (row.membership.tenant_id, row.membership.role) not in wanted:
                 change.revoked.append(_revoke(row, source=source, groups=groups, trigger=trigger))
+        if change.revoked:
+            # What a group took away ends the person's sessions too (their consoles and live pages close
+            # after commit): they sign in again with what they still have. At a sign-in this runs before the
+            # new session exists, so only the old ones end.
+            sessions.end_sessions(user)
+            sessions.close_connections(user.pk, "Your access changed: a directory group no longer grants it.")
     if change:
         user.__dict__.pop("_portal_roles", None)  # tenancy.roles caches a person's roles on the object
     return change

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.test import Client
 
 from allocations.tests.factories import make_membership, make_tenant, make_user
 from audit.models import AuditEvent
@@ -121,11 +122,18 @@ def test_periodic_sync_removes_people_who_left_the_group_without_signing_in(
     for name in ("alice", "bob"):
         assert sign_in(client, name, LDAP_PEOPLE[name]).status_code == 302
         client.logout()
+    bobs_browser, alices_browser = Client(), Client()
+    assert sign_in(bobs_browser, "bob", LDAP_PEOPLE["bob"]).status_code == 302
+    assert sign_in(alices_browser, "alice", LDAP_PEOPLE["alice"]).status_code == 302
     ldap_portal.remove_member("gpu-users", "bob")
     published.clear()
 
     with django_capture_on_commit_callbacks(execute=True):
         result = sync_identities()  # the beat task, run here
+
+    # bob's session ended with what the group gave him (his next page asks him to sign in); alice's did not
+    assert bobs_browser.get("/").status_code == 302
+    assert alices_browser.get("/").status_code == 200
 
     assert result["ldap"] == "2 checked, 1 changed"
     members = set(Membership.objects.filter(tenant=tenant).values_list("user__username", flat=True))
