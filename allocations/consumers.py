@@ -54,6 +54,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         self.groups_joined: set[str] = set()
         self.watched_hosts: set[int] = set()  # host pages an operator has open (watch-host)
         self.my_mdevs: dict[str, int] = {}  # my desktops' vGPUs -> their host
+        self.shown_gpus: set[int] | None = None  # the GPUs my dashboard shows (fleet-snapshot); None: all
         self.heartbeat: asyncio.Task | None = None
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
@@ -175,7 +176,10 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             # An operator's dashboard asks once for the GPUs it shows; fleet.utilization then brings changes.
             ids = content.get("gpus")
             if OPERATORS in self.groups_joined and isinstance(ids, list):
-                rows = await self._fleet_rows([int(i) for i in ids[:5000] if str(i).isdigit()])
+                # From now on fleet.utilization brings this socket only these GPUs' changes: what a page of
+                # the overview receives does not grow with the fleet (issue 19).
+                self.shown_gpus = {int(i) for i in ids[:5000] if str(i).isdigit()}
+                rows = await self._fleet_rows(sorted(self.shown_gpus))
                 await self.send_json({"event": "fleet.utilization", "data": {"full": True, "gpus": rows}})
 
     @database_sync_to_async
@@ -201,6 +205,11 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         data = message.get("data")
         if message["event"] == "host.utilization":
             await self._host_utilization(data)
+            return
+        if message["event"] == "fleet.utilization" and self.shown_gpus is not None:
+            rows = [row for row in data.get("gpus", ()) if row[0] in self.shown_gpus]
+            if rows:
+                await self.send_json({"event": "fleet.utilization", "data": {**data, "gpus": rows}})
             return
         # A desktop of mine got its vGPU: start receiving that vGPU's utilization (through its host's group).
         mine = data and data.get("owner_id") == self.user_id

@@ -22,8 +22,9 @@ from django.db import transaction
 
 log = logging.getLogger(__name__)
 OPERATORS = "operators"
-#: Events whose payload the consumer reads (to join a new desktop's host).
-CONSUMER_READS = {"desktop.status"}
+#: Events whose payload the consumer reads (to join a new desktop's host; to pass on only the GPUs a
+#: dashboard shows).
+CONSUMER_READS = {"desktop.status", "fleet.utilization"}
 #: Events the consumer turns into frames per person (a host's round: each owner gets only their vGPUs).
 CONSUMER_FILTERS = {"host.utilization"}
 

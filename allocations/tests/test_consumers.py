@@ -195,3 +195,30 @@ async def test_subscriptions_a_channel_layer_forgot_are_joined_again(tenant_memb
     await layer.group_send(user_group(tenant_member.pk), message_for("desktop.status", {"id": 2}))
     assert (await communicator.receive_json_from(timeout=1))["data"] == {"id": 2}
     await communicator.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_a_dashboard_gets_only_the_gpus_it_shows_so_its_traffic_does_not_grow_with_the_fleet(auditor):
+    """Issue 19: the overview shows one page of hosts and says which GPUs (fleet-snapshot); fleet-wide
+    changes to other GPUs are not sent to it. A socket that never said gets every change, as before."""
+    from channels.layers import get_channel_layer
+
+    from core.live import OPERATORS, message_for
+
+    shown, other = await connect(auditor), await connect(auditor)
+    for communicator, _, _ in (shown, other):
+        await communicator.receive_json_from()  # hello
+    await shown[0].send_json_to({"type": "fleet-snapshot", "gpus": [11, 12]})
+    snapshot = await shown[0].receive_json_from(timeout=2)
+    assert snapshot["data"]["full"] is True
+
+    layer = get_channel_layer()
+    changes = {"full": False, "gpus": [[11, 50, 1, 2, 30], [99, 7, 1, 2, 30], [12, 0, 1, 2, 30]]}
+    await layer.group_send(OPERATORS, message_for("fleet.utilization", changes))
+    await layer.group_send(OPERATORS, message_for("fleet.utilization", {"full": False, "gpus": [[99, 8, 1, 2, 30]]}))
+
+    shown_frames, other_frames = await drain(shown[0]), await drain(other[0])
+    assert [[row[0] for row in f["data"]["gpus"]] for f in shown_frames] == [[11, 12]]
+    assert [[row[0] for row in f["data"]["gpus"]] for f in other_frames] == [[11, 99, 12], [99]]
+    for communicator, _, _ in (shown, other):
+        await communicator.disconnect()
