@@ -15,6 +15,7 @@ from allocations.exceptions import InvalidTransition
 from allocations.models import Desktop
 from allocations.services import hosting, idle, leases, lifecycle, suspend
 from allocations.services.reconcile import reconcile_host
+from inventory import rhythm
 from inventory.drivers.base import DriverError
 from inventory.models import Host
 
@@ -261,6 +262,10 @@ def reconcile_host_by_id(self, host_id: int) -> dict | None:
     for problem in report.problems:
         log.warning("reconcile %s: %s: %s", host.name, problem["what"], problem["detail"])
     return report.as_dict()
+
+
+# Each host's worker reconciles its own host every 5 minutes (``inventory.rhythm``; was a beat fan-out).
+rhythm.every(300.0, reconcile_host_by_id)
 
 
 @shared_task

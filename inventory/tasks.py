@@ -33,6 +33,11 @@ def sync_host_by_id(self, host_id: int) -> str | None:
         return None
 
 
+#: Every host is re-read through libvirt this often, by its own worker (``inventory.rhythm``; was a beat fan-out).
+SYNC_INTERVAL_S = 300.0
+rhythm.every(SYNC_INTERVAL_S, sync_host_by_id, hosts="active")
+
+
 @shared_task
 def sync_all_hosts() -> int:
     """Beat entry: queue a sync on every host's own queue."""
@@ -62,9 +67,11 @@ def heartbeat(host_id: int) -> bool:
 
 @shared_task
 def send_heartbeats() -> int:
+    """By hand only (no longer on beat): one heartbeat on every host's queue. Each host's worker sends
+    its own hosts' heartbeats in its rhythm instead (``inventory.rhythm``)."""
     hosts = list(Host.objects.active().only("id", "name"))
     for host in hosts:
-        heartbeat.apply_async(args=[host.id], queue=host.queue, expires=30)
+        heartbeat.apply_async(args=[host.id], queue=host.queue, expires=rhythm.heartbeat_interval())
     return len(hosts)
 
 
@@ -89,8 +96,8 @@ def sample_utilization(host_id: int) -> int | None:
 
 @worker_ready.connect
 def start_sampling_rhythm(sender=None, **kwargs):
-    """A worker of host queues samples its own hosts every interval (``inventory.rhythm``)."""
-    return rhythm.start(sender, sample_utilization)
+    """A worker of host queues samples its own hosts and sends their heartbeats (``inventory.rhythm``)."""
+    return rhythm.start(sender, sample_utilization, heartbeat)
 
 
 @shared_task

@@ -12,18 +12,15 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 app.conf.beat_schedule = {
-    # Every host is re-read through libvirt; each sync runs on that host's own queue.
-    "sync-all-hosts": {"task": "inventory.tasks.sync_all_hosts", "schedule": 300.0},
-    "send-heartbeats": {"task": "inventory.tasks.send_heartbeats", "schedule": 30.0},
     "check-heartbeats": {"task": "inventory.tasks.check_heartbeats", "schedule": 30.0},
     "expire-due-desktops": {"task": "allocations.tasks.expire_due", "schedule": 30.0},
     # issue 18: idle desktops are warned, then suspended or released (allocations/services/idle.py).
     "sweep-idle-desktops": {"task": "allocations.tasks.sweep_idle", "schedule": 60.0},
     # Often: a desktop whose worker died is picked up again within a minute (allocations/services/leases.py).
     "sweep-stuck-desktops": {"task": "allocations.tasks.sweep_stuck", "schedule": 15.0},
-    "reconcile-hosts": {"task": "allocations.tasks.reconcile_all", "schedule": 300.0},
     "booking-calendar": {"task": "bookings.tasks.run_calendar", "schedule": 60.0},  # issue 18: booked windows
-    # Utilization sampling is not here: each host's worker keeps its own rhythm (inventory/rhythm.py).
+    # Per-host work is not here: each host's worker keeps its own rhythm (inventory/rhythm.py) for sampling,
+    # heartbeats, the 5-minute libvirt sync and reconciliation; check-heartbeats above marks silent hosts offline.
     "publish-fleet-utilization": {
         "task": "inventory.tasks.publish_fleet_utilization",
         "schedule": 2.0,
