@@ -1,9 +1,9 @@
 """The inventory page: the fleet's totals (free vGPU instances per profile, boards free, stranded capacity
 as the placement engine defines it), what it is made of (hosts by state, boards by model and how busy),
-its problems with links, and one page of hosts with their GPUs as tiles (search, filter by model, state
-or tenant). Served from allocations because stranded capacity is a placement question and inventory
-sits below allocations. Its cost does not grow with the fleet but for the totals' one pass over the
-boards (the placement engine's snapshot)."""
+its problems with links, the cards higher layers register (``services.overview_panels``), and one page
+of hosts with their GPUs as tiles (search, filter by model, state or tenant). Served from allocations
+because stranded capacity is a placement question and inventory sits below allocations. Its cost does
+not grow with the fleet but for the totals' one pass over the boards (the placement engine's snapshot)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from allocations.services.fleet import (
     fleet_totals,
     host_page,
 )
+from allocations.services.overview_panels import panels_for
 from tenancy.permissions import role_required
 from tenancy.roles import OPERATORS
 
@@ -49,5 +50,6 @@ def overview(request):
         "stranded_by": [{"model": m, "why": why, "gpus": round(n, 3)} for (m, why), n in sorted(stranded_by.items())],
         "problems": problems[:PROBLEMS_SHOWN],
         "problems_more": max(0, len(problems) - PROBLEMS_SHOWN),
+        "panels": panels_for(request),  # cards higher layers add (bookings: the capacity held for them)
     }
     return render(request, "inventory/overview.html", context)

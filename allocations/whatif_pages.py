@@ -1,12 +1,13 @@
 """The capacity what-if page (platform admins): pick hosts to drain or add and the demand, run the
-replay (``placement.whatif``) synchronously, and show before and after side by side, in figures and
-in words. The API (``api/whatif.py``) takes the same scenario as JSON."""
+replay (``placement.whatif``, with the demand known ahead: ``placement.whatif_demand``) synchronously,
+and show before and after side by side, in figures and in words. The API (``api/whatif.py``) takes the
+same scenario as JSON."""
 
 from __future__ import annotations
 
 from django.shortcuts import render
 
-from allocations.placement import whatif
+from allocations.placement import whatif, whatif_demand
 from core.errors import PortalError
 from inventory.models import Host
 from tenancy.permissions import role_required
@@ -39,7 +40,7 @@ def whatif_page(request):
         form |= {"days": request.POST.get("days", ""), "scale": request.POST.get("scale", "")}
         form |= {"policy": request.POST.get("policy", ""), "drain": request.POST.getlist("drain")}
         try:
-            result = whatif.run_whatif(whatif.parse_scenario(scenario_data(request.POST)))
+            result = whatif_demand.run_whatif(whatif.parse_scenario(scenario_data(request.POST)))
         except PortalError as exc:
             error, status = exc.message, exc.status_code
     fleet = whatif.current_fleet()

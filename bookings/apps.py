@@ -9,8 +9,16 @@ class BookingsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
+        from allocations.placement.whatif_demand import DEMAND_PROVIDERS
+        from allocations.services.overview_panels import OVERVIEW_PANELS
         from allocations.services.request import CAPACITY_HOLDS
+        from bookings.held import booked_ahead, overview_panel
         from bookings.services import hold_capacity
 
-        if hold_capacity not in CAPACITY_HOLDS:
-            CAPACITY_HOLDS.append(hold_capacity)  # on-demand requests leave booked capacity alone
+        for registry, hook in (
+            (CAPACITY_HOLDS, hold_capacity),  # on-demand requests leave booked capacity alone
+            (OVERVIEW_PANELS, overview_panel),  # the fleet overview shows what is held, the next week
+            (DEMAND_PROVIDERS, booked_ahead),  # the what-if replays the booked windows ahead
+        ):
+            if hook not in registry:
+                registry.append(hook)

@@ -3,7 +3,9 @@ requests respect (registered into ``allocations.services.request.CAPACITY_HOLDS`
 
 Every booking takes the fleet's ``CalendarLock`` row (``select_for_update``) before it reads the future,
 and keeps it until it has written its occurrences: two bookings of the last capacity are decided one after
-the other, and the second sees the first's occurrences.
+the other, and the second sees the first's occurrences. On-demand requests take the same row, shared
+(exclusively only when their span reaches a booked window: ``hold_capacity``), so a request and a booking
+racing for the last capacity are decided one after the other too.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import math
 from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from allocations.exceptions import NoCapacity, QuotaExceeded
@@ -137,12 +139,14 @@ def book(
     template = DesktopTemplate.objects.filter(pk=template_id, allowed_tenants=tenant).select_related("profile").first()
     template = check_offered(template, math.ceil((end - start).total_seconds() / 3600))
     with transaction.atomic():
+        # The tenant's quota row first, then the calendar: the order on-demand requests take them in
+        # (``hold_capacity``), so a booking and a request of one tenant never wait for each other in a circle.
+        quota = Quota.objects.select_for_update().get(tenant=tenant)
         # Bookings queue here, one at a time. The row is made by the migration (made here only if it went
         # missing: then the first race is serialised by its unique index instead).
         if not list(CalendarLock.objects.select_for_update().filter(name="fleet").values_list("pk", flat=True)):
             CalendarLock.objects.get_or_create(name="fleet")
             CalendarLock.objects.select_for_update().get(name="fleet")
-        quota = Quota.objects.select_for_update().get(tenant=tenant)
         _check_quota(quota, tenant, template, count, spans, now=now)
         misfits = [w for w in fit.future_fit(template, count, spans, now=now) if not w.fits]
         if misfits:
@@ -184,15 +188,39 @@ def cancel_booking(booking: Booking, *, actor, now=None) -> Booking:
     return booking
 
 
+def _lock_calendar(*, exclusive: bool) -> None:
+    """Lock the fleet's ``CalendarLock`` row for an on-demand request, until its transaction ends.
+
+    ``exclusive=False`` (FOR KEY SHARE): any number of requests hold it at once; a booking (FOR UPDATE)
+    waits for them, and they for a booking. ``exclusive=True`` (FOR NO KEY UPDATE): requests whose time
+    span reaches a booked window also queue behind each other, but not behind the requests holding it
+    shared (so one never waits for another to give up a lock it holds: no deadlock). PostgreSQL only:
+    SQLite runs one writer at a time anyway."""
+    if connection.vendor != "postgresql":
+        return
+    mode = "NO KEY UPDATE" if exclusive else "KEY SHARE"
+    with connection.cursor() as cur:
+        cur.execute(f"SELECT id FROM {CalendarLock._meta.db_table} WHERE name = %s FOR {mode}", ["fleet"])
+
+
 def hold_capacity(*, template, tenant_id: int, hours: int, now=None) -> None:
     """The hold on-demand requests respect: a desktop of ``template`` running ``hours`` from now must leave
     room for every booked window that starts within that time. Raises NoCapacity naming the booking and
-    when it frees the capacity."""
+    when it frees the capacity.
+
+    Runs inside the request's transaction (``_request_desktop``), which must not take capacity a booking
+    being accepted at the same moment counts as free: every request takes the calendar row shared, so it
+    waits for a booking in flight and then sees its windows (and a booking waits for the requests in
+    flight and then sees their desktops). Only a request whose span reaches a booked window takes the row
+    exclusively, so that two of them do not each count the other's desktop as absent; the rest go on
+    side by side."""
     now = now or timezone.now()
     until = now + timedelta(hours=hours)
+    _lock_calendar(exclusive=False)
     holds = list(fit.upcoming_holds(now, until, exclude_occurrence=building.get()))
     if not holds:
         return
+    _lock_calendar(exclusive=True)  # then read what the requests before it took (READ COMMITTED: fresh reads)
     future = fit.Future(now=now, exclude_occurrence=building.get())
     for o in holds:
         own = future.occurrences

@@ -17,7 +17,8 @@ from bookings import services
 from bookings.access import get_booking_for, managed_tenant_ids, occurrences_visible_to
 from bookings.feed import calendar_for
 from bookings.forms import BookingForm
-from bookings.models import HOLDING_STATES, FeedToken, Occurrence
+from bookings.held import gpus_worth, held
+from bookings.models import FeedToken
 from core.errors import NotFound, PortalError
 from tenancy.permissions import role_required
 from tenancy.roles import ACTORS, ADMINS, EVERYONE, OPERATORS, Role, roles_of
@@ -124,18 +125,10 @@ def booking_detail(request, pk: int):
 def capacity(request):
     """Capacity held for bookings, per window, the next 30 days."""
     now = timezone.now()
-    held = (
-        Occurrence.objects.filter(state__in=HOLDING_STATES, end__gt=now, start__lt=now + timedelta(days=30))
-        .select_related("booking__template__profile", "booking__tenant")
-        .order_by("start")
-    )
     rows = []
-    for o in held:
+    for o in held(now, now + timedelta(days=30)).select_related("booking__tenant"):
         t = o.booking.template
-        gpus = o.booking.count * (
-            t.profile.framebuffer_mib / t.profile.board_framebuffer_mib if t.profile else t.gpu_count
-        )
-        rows.append({"o": o, "gpus": round(gpus, 2), "vcpus": o.booking.count * t.vcpus})
+        rows.append({"o": o, "gpus": round(o.booking.count * gpus_worth(t), 2), "vcpus": o.booking.count * t.vcpus})
     return render(request, "bookings/capacity.html", {"rows": rows})
 
 

@@ -8,7 +8,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from allocations.placement import whatif
+from allocations.placement import whatif, whatif_demand
 from tenancy.permissions import RolePermission
 from tenancy.roles import ADMINS, NOBODY
 
@@ -23,7 +23,8 @@ class CapacityWhatIfView(APIView):
     """Replay a demand (the last ``days`` of desktop requests × ``scale``, or a ``mix`` of templates)
     on the online fleet as it is and with hosts drained or added; answer refused (in all and per
     template), stranded capacity (mean and peak, GPUs) and GPU-hours served, before and after, and a
-    sentence. Runs synchronously; deterministic for a given ``seed``."""
+    sentence. The demand known ahead (desktops booked in the next ``days``) is replayed too (``ahead``).
+    Runs synchronously; deterministic for a given ``seed``."""
 
     permission_classes = [RolePermission]
     read_roles, write_roles = NOBODY, ADMINS
@@ -35,4 +36,4 @@ class CapacityWhatIfView(APIView):
         examples=[OpenApiExample("Drain one host, add two", value=EXAMPLE, request_only=True)],
     )
     def post(self, request):
-        return Response(whatif.run_whatif(whatif.parse_scenario(request.data)))
+        return Response(whatif_demand.run_whatif(whatif.parse_scenario(request.data)))

@@ -426,8 +426,8 @@ def changed_fleet(before: Sequence[HostShape], scenario: Scenario, ladders: Mapp
 # -- one what-if, in figures and in words ------------------------------------------------------------
 
 
-def run_whatif(scenario: Scenario, *, now=None) -> dict:
-    """Replay the scenario's demand on the fleet as it is and as changed; figures and a sentence."""
+def run_whatif(scenario: Scenario, *, now=None, ahead: Sequence[Arrival] = ()) -> dict:
+    """Replay the scenario's demand (and ``ahead``: ``whatif_demand``) on the fleet as it is and as changed."""
     started = time.perf_counter()
     policy = scenario.policy or settings.PORTAL_PLACEMENT_POLICY
     unit = settings.PORTAL_PLACEMENT_VCPU_MILLI
@@ -441,8 +441,8 @@ def run_whatif(scenario: Scenario, *, now=None) -> dict:
     offered = [shape_of(t, unit) for t in DesktopTemplate.objects.filter(is_active=True).select_related("profile")]
     options = {"policy": policy, "seed": scenario.seed, "vcpu_milli": unit, "offered": offered}
     options["horizon_s"] = scenario.days * 86400  # the window ends now (history) or after ``days`` (mix)
-    before = replay(before_hosts, demand, ladders, **options)
-    after = replay(after_hosts, demand, ladders, **options)
+    before = replay(before_hosts, [*demand, *ahead], ladders, **options)
+    after = replay(after_hosts, [*demand, *ahead], ladders, **options)
     return {
         "scenario": asdict(scenario) | {"policy": policy, "source": "mix" if scenario.mix else "history"},
         "before": before.as_dict(),
@@ -452,7 +452,7 @@ def run_whatif(scenario: Scenario, *, now=None) -> dict:
             | {"refused_after": after.by_template[name]["refused"]}
             for name, row in sorted(before.by_template.items())
         ],
-        "summary": describe(scenario, before, after),
+        "summary": describe(scenario, before, after, len(ahead)),
         "elapsed_s": round(time.perf_counter() - started, 3),
     }
 
@@ -472,13 +472,13 @@ def changes_in_words(scenario: Scenario) -> str:
     return " and ".join(parts)
 
 
-def describe(scenario: Scenario, before: Outcome, after: Outcome) -> str:
+def describe(scenario: Scenario, before: Outcome, after: Outcome, ahead: int = 0) -> str:
     """The result in one or two sentences, e.g. "Draining lab-a16 would refuse 12 of 340 requests (3.5%)
     instead of 0 (0.0%); …"."""
     source = (
-        f"a mix of {_plural(before.requests, 'request')} over {scenario.days} days"
+        f"a mix of {_plural(before.requests - ahead, 'request')} over {scenario.days} days"
         if scenario.mix
-        else f"the last {scenario.days} days' {_plural(before.requests, 'request')}"
+        else f"the last {scenario.days} days' {_plural(before.requests - ahead, 'request')}"
         + (f" (×{scenario.scale:g})" if scenario.scale != 1 else "")
     )
     if not before.requests:
