@@ -10,6 +10,10 @@ class IdentityConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from identity import ldap_backend
+        from django.db.models.signals import pre_save
+
+        from identity import ldap_backend, services
+        from tenancy.models import Membership
 
         ldap_backend.connect()
+        pre_save.connect(services.forget_hand_changes, sender=Membership, dispatch_uid="identity.forget_hand_changes")

@@ -15,8 +15,8 @@ import logging
 import ldap
 from django_auth_ldap.backend import LDAPBackend, ldap_error
 
-from identity.models import Source
-from identity.services import reconcile, remember
+from identity.models import ExternalAccount, Source
+from identity.services import free_username, reconcile, remember
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +35,20 @@ def directory_groups(ldap_user) -> list[str]:
 
 
 class PortalLDAPBackend(LDAPBackend):
+    def get_or_build_user(self, username, ldap_user):
+        """The account this directory person signed in with before (their ExternalAccount); else an
+        account of that name made for them ahead by an admin (no usable password, no other provider's);
+        else a new one. Never a local account with a password of its own: a directory person "admin" must
+        not become the portal's local admin (django-auth-ldap's own lookup takes any account by name)."""
+        account = ExternalAccount.objects.filter(source=Source.LDAP, subject__iexact=username).first()
+        if account is not None:
+            return account.user, False
+        model = self.get_user_model()
+        for user in model.objects.filter(**{f"{model.USERNAME_FIELD}__iexact": username}):
+            if not user.has_usable_password() and not user.external_accounts.exists():
+                return user, False
+        return model(**{model.USERNAME_FIELD: free_username(username.lower())}), True
+
     def authenticate_ldap_user(self, ldap_user, password):
         user = super().authenticate_ldap_user(ldap_user, password)
         if user is not None:

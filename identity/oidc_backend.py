@@ -11,16 +11,14 @@ the login page instead of an error page.
 from __future__ import annotations
 
 import logging
-import re
 
 import requests
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.exceptions import SuspiciousOperation
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 
 from identity.models import ExternalAccount, Source
-from identity.services import reconcile, remember
+from identity.services import free_username, reconcile, remember
 
 logger = logging.getLogger(__name__)
 
@@ -30,16 +28,6 @@ def claim_groups(claims: dict) -> list[str]:
     if isinstance(value, str):
         value = [value]
     return sorted({str(group) for group in value if group})
-
-
-def _free_username(wanted: str) -> str:
-    User = get_user_model()
-    base = re.sub(r"[^\w.@+-]", "", wanted)[:140] or "user"
-    name, n = base, 1
-    while User.objects.filter(**{User.USERNAME_FIELD: name}).exists():
-        n += 1
-        name = f"{base}-{n}"
-    return name
 
 
 class PortalOIDCBackend(OIDCAuthenticationBackend):
@@ -71,6 +59,8 @@ class PortalOIDCBackend(OIDCAuthenticationBackend):
         """Copy the name and address the provider sent; the fields that changed."""
         changed = []
         for field, claim in self._DETAILS.items():
+            if field == "email" and claims.get("email_verified") is False:
+                continue  # an address the provider says it has not verified is not taken (people are found by it)
             value = str(claims.get(claim) or getattr(user, field))[:150]
             if value != getattr(user, field):
                 setattr(user, field, value)
@@ -79,8 +69,8 @@ class PortalOIDCBackend(OIDCAuthenticationBackend):
 
     def create_user(self, claims):
         wanted = claims.get(getattr(settings, "PORTAL_OIDC_USERNAME_CLAIM", "preferred_username")) or ""
-        wanted = wanted or (claims.get("email") or "").split("@", 1)[0] or f"oidc-{claims['sub']}"
-        user = self.UserModel(**{self.UserModel.USERNAME_FIELD: _free_username(wanted)})
+        wanted = wanted.split("@", 1)[0] or (claims.get("email") or "").split("@", 1)[0] or f"oidc-{claims['sub']}"
+        user = self.UserModel(**{self.UserModel.USERNAME_FIELD: free_username(wanted)})
         self._details(user, claims)
         user.set_unusable_password()
         user.save()

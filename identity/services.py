@@ -12,6 +12,7 @@ person's sessions and closes their consoles and live pages after commit (``tenan
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -58,18 +59,42 @@ def _default_mappings(source: str) -> list[tuple[str, int | None, str]]:
     return out
 
 
-def grants_for(source: str, groups) -> Grants:
+def grants_for(source: str, groups, *, inactive_too: bool = False) -> Grants:
     """What ``groups`` (names or DNs, compared without case) grant through ``source``'s mappings:
-    the rows platform admins keep and the deployment's default. Inactive tenants get nothing new."""
+    the rows platform admins keep and the deployment's default. Inactive tenants get nothing new
+    (``inactive_too``: what the groups cover, so that a tenant switched off does not take away what
+    its people hold there)."""
     held = {_fold(g) for g in groups if g}
     rows = list(GroupMapping.objects.filter(source=source).values_list("group", "tenant_id", "role"))
     rows += _default_mappings(source)
-    inactive = set(Tenant.objects.filter(is_active=False).values_list("pk", flat=True))
+    inactive = set() if inactive_too else set(Tenant.objects.filter(is_active=False).values_list("pk", flat=True))
     grants: Grants = {}
     for group, tenant_id, role in rows:
         if _fold(group) in held and tenant_id not in inactive:
             grants.setdefault((tenant_id, role), []).append(group)
     return grants
+
+
+def free_username(wanted: str) -> str:
+    """``wanted`` cleaned, or with -2, -3 … added: an account made for a provider's person never takes
+    an existing account's name (so never its memberships or its password)."""
+    User = get_user_model()
+    base = re.sub(r"[^\w.+-]", "", wanted)[:140] or "user"
+    name, n = base, 1
+    while User.objects.filter(**{f"{User.USERNAME_FIELD}__iexact": name}).exists():
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+def forget_hand_changes(sender, instance: Membership, **kwargs) -> None:
+    """``pre_save`` of Membership: a mapped membership whose tenant or role is changed by hand becomes a
+    hand-made one (its mark goes), so the mapping neither takes it away nor undoes the change."""
+    if instance.pk is None:
+        return
+    before = Membership.objects.filter(pk=instance.pk).values_list("tenant_id", "role").first()
+    if before is not None and before != (instance.tenant_id, instance.role):
+        MappedMembership.objects.filter(membership_id=instance.pk).delete()
 
 
 def _explain(verb: str, membership: Membership, *, source: str, groups: list[str], trigger: str) -> None:
@@ -129,6 +154,7 @@ def reconcile(user, source: str, groups, *, trigger: str) -> Change:
         # One reconciliation of a person at a time (two sign-ins at once, a sign-in during the sync).
         get_user_model().objects.select_for_update().filter(pk=user.pk).first()
         wanted = grants_for(source, groups)
+        covered = grants_for(source, groups, inactive_too=True)  # kept, even where a tenant is switched off
         held = set(Membership.objects.filter(user=user).values_list("tenant_id", "role"))
         for key, via in sorted(wanted.items(), key=lambda item: (item[0][0] or 0, item[0][1])):
             if key not in held:  # held already (by hand, or through the other source): left as it is
@@ -137,7 +163,7 @@ def reconcile(user, source: str, groups, *, trigger: str) -> Change:
             "membership__tenant", "membership__user"
         )
         for row in mapped:
-            if (row.membership.tenant_id, row.membership.role) not in wanted:
+            if (row.membership.tenant_id, row.membership.role) not in covered:
                 change.revoked.append(_revoke(row, source=source, groups=groups, trigger=trigger))
         if change.revoked:
             # What a group took away ends the person's sessions too (their consoles and live pages close

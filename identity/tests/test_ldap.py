@@ -102,7 +102,7 @@ def test_removed_from_group_loses_membership_at_next_sign_in_and_sockets_are_tol
 def test_hand_made_memberships_are_never_taken_away(client, ldap_portal, ldap_mappings, tenant):
     """A membership a platform admin gave by hand stays when the person is not (or no longer) in a
     mapped group, and one held by hand before the mapping granted the same is not marked as mapped."""
-    bob = make_user("bob")
+    bob = make_user("bob", password=None)  # made ahead by an admin, no password of its own: the directory's bob
     own = make_membership(bob, Role.TENANT_MEMBER, tenant)  # by hand, same tenant as the mapping grants
     globex = make_tenant("Globex", "globex")
     other = make_membership(bob, Role.TENANT_MEMBER, globex)
@@ -178,3 +178,23 @@ def test_someone_gone_from_the_directory_keeps_nothing_from_it(client, ldap_port
 
     assert (result.checked, result.changed, result.error) == (1, 1, "")
     assert not Membership.objects.filter(user__username="alice").exists()
+
+
+def test_a_directory_person_never_takes_over_a_local_account_with_its_own_password(client, ldap_portal, ldap_mappings):
+    """Review finding: django-auth-ldap looks accounts up by name, so a directory "bob" signing in with the
+    directory's password became the local "bob" (here a platform admin with a local password) and kept
+    its memberships. The directory's bob now gets an account of its own."""
+    local = make_user("bob", password="local-bob-pw")
+    make_membership(local, Role.PLATFORM_ADMIN)
+
+    assert sign_in(client, "bob", LDAP_PEOPLE["bob"]).status_code == 302
+
+    signed_in = get_user_model().objects.get(pk=int(client.session["_auth_user_id"]))
+    assert signed_in.pk != local.pk and signed_in.username == "bob-2"
+    assert not signed_in.has_usable_password()
+    assert set(Membership.objects.filter(user=signed_in).values_list("role", flat=True)) == {Role.TENANT_MEMBER}
+    local.refresh_from_db()
+    assert local.check_password("local-bob-pw") and not local.external_accounts.exists()
+    client.logout()
+    assert sign_in(client, "bob", LDAP_PEOPLE["bob"]).status_code == 302  # the same directory account next time
+    assert int(client.session["_auth_user_id"]) == signed_in.pk

@@ -147,3 +147,50 @@ def test_oidc_sync_reapplies_mappings_to_the_groups_last_seen(member_mapping, te
 
     assert (result.checked, result.changed) == (1, 1)
     assert not Membership.objects.filter(user=user).exists()
+
+
+def test_a_mapped_membership_changed_by_hand_is_left_as_the_admin_set_it(member_mapping, tenant, platform_admin):
+    """Review finding: an admin made bob's mapped tenant-member row an auditor; the next sync saw a role no
+    group grants, deleted it (ending bob's sessions) and granted tenant-member again, undoing the change."""
+    from allocations.services import people
+
+    bob = make_user("bob")
+    (granted,) = reconcile(bob, Source.OIDC, ["gpu-users"], trigger="sign-in").granted
+    people.set_role(granted, Role.AUDITOR, actor=platform_admin)
+
+    again = reconcile(bob, Source.OIDC, ["gpu-users"], trigger="periodic sync")
+
+    assert not again.revoked  # the changed row is the admin's now, not the mapping's
+    roles = set(Membership.objects.filter(user=bob).values_list("role", "tenant_id"))
+    assert (Role.AUDITOR, None) in roles
+    assert not MappedMembership.objects.filter(membership_id=granted.pk).exists()
+
+
+def test_switching_a_tenant_off_does_not_take_away_what_its_people_hold(member_mapping, tenant):
+    """Review finding: an inactive tenant's mapped memberships were revoked at the next sync (and their
+    people signed out), while hand-made ones stayed. Switched off, it gets nobody new and loses nobody."""
+    dora = make_user("dora")
+    reconcile(dora, Source.OIDC, ["gpu-users"], trigger="sign-in")
+    tenant.is_active = False
+    tenant.save()
+
+    change = reconcile(dora, Source.OIDC, ["gpu-users"], trigger="periodic sync")
+
+    assert not change and Membership.objects.filter(user=dora, tenant=tenant).exists()
+    erin = make_user("erin")
+    assert not reconcile(erin, Source.OIDC, ["gpu-users"], trigger="sign-in")  # nobody new
+
+
+def test_an_address_the_provider_has_not_verified_is_not_taken():
+    """Review finding: people are found by address when an admin adds them (people.find_person), so an
+    OIDC account must not take an address its provider says it has not verified."""
+    from django.contrib.auth import get_user_model
+
+    from identity.oidc_backend import PortalOIDCBackend
+
+    backend = PortalOIDCBackend.__new__(PortalOIDCBackend)  # _details reads only the claims
+    user = get_user_model()(username="mallory")
+    backend._details(user, {"email": "newhire@corp.example", "email_verified": False, "given_name": "M"})
+    assert user.email == "" and user.first_name == "M"
+    backend._details(user, {"email": "mallory@corp.example", "email_verified": True})
+    assert user.email == "mallory@corp.example"
