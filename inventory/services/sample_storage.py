@@ -12,7 +12,7 @@ import struct
 import zlib
 from datetime import UTC, datetime, timedelta
 
-from django.db import connection
+from django.db import connection, transaction
 
 RAW_TABLE = "inventory_rawsample"
 MINUTE_TABLE = "inventory_minuteblock"
@@ -25,6 +25,10 @@ MINUTE_AHEAD_D = 2
 
 def partitioned() -> bool:
     return connection.vendor == "postgresql"
+
+
+#: The advisory lock key under which partitions are made (any constant this database's other users do not use).
+PARTITION_LOCK = 0x7061727469  # "parti"
 
 
 def _floor_hour(t: datetime) -> datetime:
@@ -68,6 +72,17 @@ def ensure_partitions(now: datetime, *, raw_back_h: int = 2) -> int:
     partitions of the days from yesterday to MINUTE_AHEAD_D ahead. Returns how many were created."""
     if not partitioned():
         return 0
+    with transaction.atomic():
+        # One creator at a time (the rollup, a prune and every host worker whose sample fell outside the
+        # partitions may all get here at once): CREATE TABLE IF NOT EXISTS ... PARTITION OF is not safe
+        # concurrently on PostgreSQL (the loser fails with "already exists"). The lock ends with the
+        # transaction; the partitions are read again once it is held.
+        with connection.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", [PARTITION_LOCK])
+        return _ensure(now, raw_back_h)
+
+
+def _ensure(now: datetime, raw_back_h: int) -> int:
     made = 0
     have = partitions(RAW_TABLE)
     hour = _floor_hour(now)

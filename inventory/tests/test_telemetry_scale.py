@@ -2,7 +2,7 @@
 isolation of vGPU figures through the host group, fleet deltas, incremental rollup, partitions."""
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -250,3 +250,33 @@ def test_a_sample_outside_the_partitions_made_ahead_makes_its_own(lab):
     late = sample.__class__(source="nvml", status="ok", sampled_at=sample.sampled_at - 40 * 3600, gpus=sample.gpus)
     assert util.record_sample(host, late) == 2
     assert RawSample.objects.count() == 2
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="partitioning is PostgreSQL's")
+@pytest.mark.django_db(transaction=True)
+def test_workers_making_the_same_partitions_at_once_all_succeed():
+    """Review finding: CREATE TABLE IF NOT EXISTS ... PARTITION OF is not safe concurrently on PostgreSQL,
+    and every host worker whose sample falls outside the partitions (beat stopped for a day) makes them
+    at the same moment: the losers failed their round. Partitions are now made under an advisory lock."""
+    import threading
+
+    far = timezone.now() + timedelta(days=40)  # hours and days nobody has made yet
+    barrier, errors = threading.Barrier(4), []
+
+    def make():
+        try:
+            barrier.wait(timeout=10)
+            sample_storage.ensure_partitions(far, raw_back_h=6)
+        except Exception as exc:  # noqa: BLE001 - the assertion below shows what failed
+            errors.append(repr(exc))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=make) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    hour = far.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    assert hour in sample_storage.partitions(sample_storage.RAW_TABLE).values()
