@@ -54,10 +54,13 @@ def _recent(**lookups) -> int:
 
 
 def accounts_for(email: str):
-    """The accounts a reset mail for ``email`` goes to: active, that address, a usable (local) password."""
+    """The accounts a reset mail for ``email`` goes to: active, that address, and a local password, or
+    none yet and never signed in (someone invited whose invitation link expired: the reset sets their first
+    password). An account with no usable password that has signed in belongs to a directory or an
+    identity provider (made at its first sign-in there): it gets no mail."""
     User = get_user_model()
     candidates = User.objects.filter(**{f"{User.get_email_field_name()}__iexact": email, "is_active": True})
-    return [user for user in candidates if user.has_usable_password()]
+    return [user for user in candidates if user.has_usable_password() or user.last_login is None]
 
 
 def _send(user) -> None:

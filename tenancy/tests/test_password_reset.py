@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from allocations.tests.factories import make_user
 from audit.models import AuditEvent
@@ -110,7 +111,7 @@ def test_an_unknown_address_gets_the_same_page_and_no_mail(client, smtp):
 def test_directory_accounts_without_a_local_password_get_no_mail(client, smtp):
     """People of a directory or an identity provider have no usable password: the reset is not for them,
     and the page says so in general words (nothing about this address)."""
-    person = make_user("dir-user", email="dir@example.org")
+    person = make_user("dir-user", email="dir@example.org", last_login=timezone.now())  # made at sign-in there
     person.set_unusable_password()
     person.save()
     response = _ask(client, "dir@example.org")
@@ -181,3 +182,23 @@ def test_people_without_a_local_password_are_told_to_change_it_with_their_organi
     assert "change it</a>" not in client.get("/account/").content.decode()
     refused = client.post("/account/password/", {"new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD})
     assert refused.status_code == 403
+
+
+def test_someone_invited_whose_link_expired_sets_a_first_password_with_the_reset(client, smtp, platform_admin, tenant):
+    """Review finding: the expired-invitation page says to use "Forgot your password?", but the reset
+    mailed only accounts with a usable password, so an invited person (none yet) got nothing, ever."""
+    from allocations.services import people
+    from tenancy.roles import Role
+
+    people.add_member("newhire@example.org", role=Role.TENANT_MEMBER, tenant=tenant, actor=platform_admin)
+    smtp.inbox.clear()  # the invitation itself (whatever else the add mailed)
+
+    assert _ask(client, "newhire@example.org").status_code == 302
+    [message] = [m for m in smtp.wait_for(1) if m["Subject"] == "Reset your GPU Portal password"]
+    form_page = client.get(_link_of(message).removeprefix(PUBLIC), follow=True)
+    set_url = form_page.redirect_chain[-1][0]
+    client.post(set_url, {"new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD})
+    newhire = AuditEvent.objects.get(verb="auth.password_reset_done").object_id
+    from django.contrib.auth import get_user_model
+
+    assert _can_sign_in(get_user_model().objects.get(pk=newhire).username, NEW_PASSWORD)
