@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 
 import redis
 from channels.db import database_sync_to_async
@@ -22,12 +23,15 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from allocations.models import Desktop
 from core.live import OPERATORS, host_group, user_group
+from tenancy import sessions
 from tenancy.roles import roles_of
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 5.0
 ECHO_TIMEOUT_S = 5.0
+#: How often an open socket checks that its sign-in session has not expired (tenancy.sessions).
+SESSION_CHECK_S = 60.0
 
 
 class Close:
@@ -57,7 +61,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         self.shown_gpus: set[int] | None = None  # the GPUs my dashboard shows (fleet-snapshot); None: all
         self.heartbeat: asyncio.Task | None = None
         user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
+        if user is None or not user.is_authenticated or await self._session_expired():
             await self.close(code=Close.UNAUTHENTICATED)
             return
         self.user_id = user.pk
@@ -94,6 +98,15 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         return mine.values_list("host_id", flat=True).first()
 
     @database_sync_to_async
+    def _session_expired(self) -> bool:
+        """Whether the sign-in session this socket came with is past its age or idle limit (a session
+        cookie the HTTP middleware would end; API tokens have no session here and never expire this way)."""
+        session = self.scope.get("session")
+        if session is None or not getattr(session, "session_key", None):
+            return False
+        return sessions.expired(session, int(time.time()))
+
+    @database_sync_to_async
     def _session_exists(self) -> bool:
         """Whether the sign-in session this socket was opened with still exists (none: it does not)."""
         session = self.scope.get("session")
@@ -124,8 +137,14 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
     # --- staying truthful -------------------------------------------------------------------------------
     async def _heartbeat(self) -> None:
+        checked = asyncio.get_running_loop().time()
         while True:
             await asyncio.sleep(HEARTBEAT_S)
+            if asyncio.get_running_loop().time() - checked >= SESSION_CHECK_S:
+                checked = asyncio.get_running_loop().time()
+                if await self._session_expired():  # a page left open past the session's limits stops too
+                    await self.close(code=Close.UNAUTHENTICATED)
+                    return
             self.echo_nonce += 1
             self.echoed.clear()
             try:

@@ -222,3 +222,30 @@ async def test_a_dashboard_gets_only_the_gpus_it_shows_so_its_traffic_does_not_g
     assert [[row[0] for row in f["data"]["gpus"]] for f in other_frames] == [[11, 99, 12], [99]]
     for communicator, _, _ in (shown, other):
         await communicator.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_a_session_past_its_idle_limit_opens_no_live_socket(tenant_member, settings):
+    """Review finding: the live socket never looked at session expiry (only the HTTP middleware did), so
+    an idle-expired session cookie still opened /ws/live/ and received pushes."""
+    import time
+
+    from django.contrib.sessions.backends.db import SessionStore
+
+    from tenancy.sessions import LAST_SEEN, SIGNED_IN_AT
+
+    def session(idle_s):
+        store = SessionStore()
+        store[SIGNED_IN_AT] = int(time.time()) - idle_s
+        store[LAST_SEEN] = int(time.time()) - idle_s
+        store.save()
+        return store
+
+    settings.PORTAL_SESSION_IDLE_MINUTES = 30
+    for idle_s, opens in ((60, True), (31 * 60, False)):
+        communicator = WebsocketCommunicator(LiveConsumer.as_asgi(), "/ws/live/")
+        communicator.scope["user"] = tenant_member
+        communicator.scope["session"] = await sync_to_async(session)(idle_s)
+        connected, code = await communicator.connect()
+        assert (connected, code if not connected else None) == ((True, None) if opens else (False, 4401))
+        await communicator.disconnect()
