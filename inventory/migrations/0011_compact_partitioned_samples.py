@@ -5,7 +5,6 @@ PostgreSQL tables partitioned by time (raw by hour, minute blocks by day) so ret
 The old table's rows are carried over: its raw rows as raw, its minute rows packed into hour blocks
 before the first raw hour (from where the rollup takes over)."""
 
-from collections import defaultdict
 from datetime import UTC, timedelta
 
 import django.db.models.deletion
@@ -14,7 +13,16 @@ from django.utils import timezone
 
 import inventory.models
 
-FIELDS = ("sm_util", "mem_util", "fb_used_mib", "encoder_util", "decoder_util", "fb_total_mib", "temperature_c", "power_w")
+FIELDS = (
+    "sm_util",
+    "mem_util",
+    "fb_used_mib",
+    "encoder_util",
+    "decoder_util",
+    "fb_total_mib",
+    "temperature_c",
+    "power_w",
+)
 
 PARTITIONED = [
     """CREATE TABLE inventory_rawsample (
@@ -80,101 +88,164 @@ def carry_over(apps, schema_editor):
             Raw.objects.bulk_create(batch, ignore_conflicts=True)
             batch = []
     Raw.objects.bulk_create(batch, ignore_conflicts=True)
+    # The old rollup made minute rows every minute while raw rows were kept for hours, so the old minute
+    # rows cover the first raw hour too: carry them up to the end of that hour and let the new rollup go on
+    # from there (from the raw rows). Streamed in (series, hour) order and written in batches: a large fleet's
+    # 30 days of minute rows never sit in memory at once.
     upto = (first_raw or timezone.now()).astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-    blocks = defaultdict(dict)
-    minutes = Old.objects.filter(resolution="minute", sampled_at__lt=upto)
-    for row in minutes.values("gpu_id", "mdev_uuid", "sampled_at", *FIELDS).iterator():
-        at = row.pop("sampled_at").astimezone(UTC)
-        blocks[key(row.pop("gpu_id"), row.pop("mdev_uuid")), at.replace(minute=0)][at.minute] = row
-    if schema_editor.connection.vendor == "postgresql" and blocks:
-        from inventory.services.sample_storage import MINUTE_TABLE, _create, _minute_name
+    if first_raw is not None:
+        upto += timedelta(hours=1)
+    postgres = schema_editor.connection.vendor == "postgresql"
+    days_made = set()
+    pending = []
+    current, minutes = None, {}
 
-        for day in {h.replace(hour=0) for _, h in blocks}:
-            _create(MINUTE_TABLE, _minute_name(day), day, day + timedelta(days=1))
-    Block.objects.bulk_create(
-        [Block(series_id=s, hour=h, data=pack_minutes(m)) for (s, h), m in blocks.items()], batch_size=5000
-    )
+    def flush(final=False):
+        nonlocal pending
+        if current is not None and minutes:
+            series_id, hour = current
+            day = hour.replace(hour=0)
+            if postgres and day not in days_made:
+                from inventory.services.sample_storage import MINUTE_TABLE, _create, _minute_name
+
+                _create(MINUTE_TABLE, _minute_name(day), day, day + timedelta(days=1))
+                days_made.add(day)
+            pending.append(Block(series_id=series_id, hour=hour, data=pack_minutes(dict(minutes))))
+        if pending and (final or len(pending) >= 5000):
+            Block.objects.bulk_create(pending, ignore_conflicts=True)
+            pending = []
+
+    rows = Old.objects.filter(resolution="minute", sampled_at__lt=upto).order_by("gpu_id", "mdev_uuid", "sampled_at")
+    for row in rows.values("gpu_id", "mdev_uuid", "sampled_at", *FIELDS).iterator(chunk_size=5000):
+        at = row.pop("sampled_at").astimezone(UTC)
+        here = (key(row.pop("gpu_id"), row.pop("mdev_uuid")), at.replace(minute=0, second=0, microsecond=0))
+        if here != current:
+            flush()
+            current, minutes = here, {}
+        minutes[at.minute] = row
+    flush(final=True)
     Watermark.objects.update_or_create(name="minute-rollup", defaults={"upto": upto})
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('inventory', '0010_host_maintenance_drain_retire'),
+        ("inventory", "0010_host_maintenance_drain_retire"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='SampleSeries',
+            name="SampleSeries",
             fields=[
-                ('id', models.AutoField(primary_key=True, serialize=False)),
-                ('mdev_uuid', models.CharField(blank=True, max_length=36)),
-                ('gpu', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='sample_series', to='inventory.gpu')),
+                ("id", models.AutoField(primary_key=True, serialize=False)),
+                ("mdev_uuid", models.CharField(blank=True, max_length=36)),
+                (
+                    "gpu",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="sample_series", to="inventory.gpu"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='RollupWatermark',
+            name="RollupWatermark",
             fields=[
-                ('name', models.CharField(max_length=40, primary_key=True, serialize=False)),
-                ('upto', models.DateTimeField()),
+                ("name", models.CharField(max_length=40, primary_key=True, serialize=False)),
+                ("upto", models.DateTimeField()),
             ],
         ),
         migrations.CreateModel(
-            name='LatestSample',
+            name="LatestSample",
             fields=[
-                ('sm_util', inventory.models.RealField()),
-                ('mem_util', inventory.models.RealField()),
-                ('fb_used_mib', models.IntegerField()),
-                ('encoder_util', inventory.models.RealField(blank=True, null=True)),
-                ('decoder_util', inventory.models.RealField(blank=True, null=True)),
-                ('fb_total_mib', models.IntegerField(blank=True, null=True)),
-                ('temperature_c', inventory.models.RealField(blank=True, null=True)),
-                ('power_w', inventory.models.RealField(blank=True, null=True)),
-                ('series', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='latest', serialize=False, to='inventory.sampleseries')),
-                ('sampled_at', models.DateTimeField()),
+                ("sm_util", inventory.models.RealField()),
+                ("mem_util", inventory.models.RealField()),
+                ("fb_used_mib", models.IntegerField()),
+                ("encoder_util", inventory.models.RealField(blank=True, null=True)),
+                ("decoder_util", inventory.models.RealField(blank=True, null=True)),
+                ("fb_total_mib", models.IntegerField(blank=True, null=True)),
+                ("temperature_c", inventory.models.RealField(blank=True, null=True)),
+                ("power_w", inventory.models.RealField(blank=True, null=True)),
+                (
+                    "series",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        related_name="latest",
+                        serialize=False,
+                        to="inventory.sampleseries",
+                    ),
+                ),
+                ("sampled_at", models.DateTimeField()),
             ],
             options={
-                'abstract': False,
+                "abstract": False,
             },
         ),
         migrations.CreateModel(
-            name='MinuteBlock',
+            name="MinuteBlock",
             fields=[
-                ('pk', models.CompositePrimaryKey('series', 'hour', blank=True, editable=False, primary_key=True, serialize=False)),
-                ('hour', models.DateTimeField()),
-                ('data', models.BinaryField()),
-                ('series', models.ForeignKey(db_constraint=False, db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='inventory.sampleseries')),
+                (
+                    "pk",
+                    models.CompositePrimaryKey(
+                        "series", "hour", blank=True, editable=False, primary_key=True, serialize=False
+                    ),
+                ),
+                ("hour", models.DateTimeField()),
+                ("data", models.BinaryField()),
+                (
+                    "series",
+                    models.ForeignKey(
+                        db_constraint=False,
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="inventory.sampleseries",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['hour'],
+                "ordering": ["hour"],
             },
         ),
         migrations.CreateModel(
-            name='RawSample',
+            name="RawSample",
             fields=[
-                ('sm_util', inventory.models.RealField()),
-                ('mem_util', inventory.models.RealField()),
-                ('fb_used_mib', models.IntegerField()),
-                ('encoder_util', inventory.models.RealField(blank=True, null=True)),
-                ('decoder_util', inventory.models.RealField(blank=True, null=True)),
-                ('fb_total_mib', models.IntegerField(blank=True, null=True)),
-                ('temperature_c', inventory.models.RealField(blank=True, null=True)),
-                ('power_w', inventory.models.RealField(blank=True, null=True)),
-                ('pk', models.CompositePrimaryKey('series', 'sampled_at', blank=True, editable=False, primary_key=True, serialize=False)),
-                ('sampled_at', models.DateTimeField()),
-                ('series', models.ForeignKey(db_constraint=False, db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='inventory.sampleseries')),
+                ("sm_util", inventory.models.RealField()),
+                ("mem_util", inventory.models.RealField()),
+                ("fb_used_mib", models.IntegerField()),
+                ("encoder_util", inventory.models.RealField(blank=True, null=True)),
+                ("decoder_util", inventory.models.RealField(blank=True, null=True)),
+                ("fb_total_mib", models.IntegerField(blank=True, null=True)),
+                ("temperature_c", inventory.models.RealField(blank=True, null=True)),
+                ("power_w", inventory.models.RealField(blank=True, null=True)),
+                (
+                    "pk",
+                    models.CompositePrimaryKey(
+                        "series", "sampled_at", blank=True, editable=False, primary_key=True, serialize=False
+                    ),
+                ),
+                ("sampled_at", models.DateTimeField()),
+                (
+                    "series",
+                    models.ForeignKey(
+                        db_constraint=False,
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="inventory.sampleseries",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['sampled_at'],
+                "ordering": ["sampled_at"],
             },
         ),
         migrations.AddConstraint(
-            model_name='sampleseries',
-            constraint=models.UniqueConstraint(fields=('gpu', 'mdev_uuid'), name='sampleseries_one_per_instance'),
+            model_name="sampleseries",
+            constraint=models.UniqueConstraint(fields=("gpu", "mdev_uuid"), name="sampleseries_one_per_instance"),
         ),
         migrations.RunPython(partition, migrations.RunPython.noop),
         migrations.RunPython(carry_over, migrations.RunPython.noop),
         migrations.DeleteModel(
-            name='UtilizationSample',
+            name="UtilizationSample",
         ),
     ]
