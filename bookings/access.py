@@ -9,14 +9,14 @@ from __future__ import annotations
 from django.db.models import Q
 
 from bookings.models import Booking, Occurrence
-from bookings.services import GROUP_PERMISSION
+from bookings.services import group_tenant_ids
 from core.errors import NotFound
 from tenancy.roles import roles_of
 
 
 def managed_tenant_ids(user) -> frozenset[int]:
-    roles = roles_of(user)
-    return roles.tenant_ids if roles.tenant_ids and user.has_perm(GROUP_PERMISSION) else frozenset()
+    """The tenants whose bookings the user manages: those they book for groups in (``GroupBooker``)."""
+    return group_tenant_ids(user)
 
 
 def bookings_visible_to(user, *, scope: str = "auto"):

@@ -3,8 +3,36 @@ host maintenance, which the future-fit check respects, is written through the au
 
 from django.contrib import admin
 
-from bookings.models import Booking, MaintenanceWindow, Occurrence
+from bookings.models import Booking, GroupBooker, MaintenanceWindow, Occurrence
 from core.admin import AuditedAdmin, ReadOnly
+from tenancy.roles import is_platform_admin
+
+
+@admin.register(GroupBooker)
+class GroupBookerAdmin(AuditedAdmin):
+    """Who books for groups (teachers, project leads), per tenant: granted by platform admins."""
+
+    list_display = ("user", "tenant", "granted_at")
+    list_filter = ("tenant",)
+    list_select_related = ("user", "tenant")
+
+    def _platform_admin(self, request) -> bool:
+        return is_platform_admin(request.user)
+
+    def has_view_permission(self, request, obj=None):
+        return self._platform_admin(request)
+
+    def has_module_permission(self, request):
+        return self._platform_admin(request)
+
+    def has_add_permission(self, request):
+        return self._platform_admin(request)
+
+    def has_change_permission(self, request, obj=None):
+        return self._platform_admin(request)
+
+    def has_delete_permission(self, request, obj=None):
+        return self._platform_admin(request)
 
 
 @admin.register(MaintenanceWindow)

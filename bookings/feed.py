@@ -8,6 +8,7 @@ from datetime import UTC
 from django.utils import timezone
 
 from bookings.models import Occurrence, OccurrenceState
+from tenancy.models import Membership
 
 PRODID = "-//GPU Portal//Bookings//EN"
 
@@ -35,7 +36,10 @@ def _fold(line: str) -> list[str]:
 
 def calendar_for(user, host: str) -> str:
     occurrences = (
-        Occurrence.objects.filter(booking__people=user)
+        # only tenants the person is still a member of: one who left keeps no view of its bookings
+        Occurrence.objects.filter(
+            booking__people=user, booking__tenant_id__in=Membership.objects.filter(user=user).values("tenant_id")
+        )
         .select_related("booking__template")
         .order_by("start", "pk")
         .distinct()

@@ -50,6 +50,7 @@ class Booking(models.Model):
 
     class Meta:
         ordering = ["start", "id"]
+        # Kept for old grants only: by itself it no longer lets anyone book for a group (see GroupBooker).
         permissions = [("book_for_group", "Can book several desktops for a group (teachers, project leads)")]
 
     def __str__(self) -> str:
@@ -127,3 +128,19 @@ class FeedToken(models.Model):
 
     def __str__(self) -> str:
         return f"calendar feed of {self.user}"
+
+
+class GroupBooker(models.Model):
+    """A person who may book for a group (several desktops, or for others) in ONE tenant, and cancel that
+    tenant's bookings: a teacher or project lead there. Granted by platform admins in the admin; it counts
+    only while the person is still a member of the tenant."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="group_booker_of")
+    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.CASCADE, related_name="group_bookers")
+    granted_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "tenant"], name="group_booker_once_per_tenant")]
+
+    def __str__(self) -> str:
+        return f"{self.user} books for groups in {self.tenant}"

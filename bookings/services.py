@@ -18,29 +18,44 @@ from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.utils import timezone
 
-from allocations.exceptions import NoCapacity, QuotaExceeded
+from allocations.exceptions import InvalidTransition, NoCapacity, NotAllowed, QuotaExceeded
 from allocations.models import Desktop, DesktopTemplate, Quota
 from allocations.services.quotas import _hours_within, desktop_hours_booked_this_month, utc_month
 from allocations.services.request import check_offered
 from audit import services as audit
 from bookings import fit
-from bookings.models import HOLDING_STATES, Booking, BookingState, CalendarLock, Occurrence, OccurrenceState
+from bookings.models import (
+    HOLDING_STATES,
+    BookedDesktop,
+    Booking,
+    BookingState,
+    CalendarLock,
+    GroupBooker,
+    Occurrence,
+    OccurrenceState,
+)
 from bookings.recurrence import windows
 from core.errors import Forbidden, NotFound, PortalError
 from tenancy.models import Membership, Tenant
 from tenancy.roles import Role, is_platform_admin, roles_of
 
-GROUP_PERMISSION = "bookings.book_for_group"
 # The occurrence being built right now in this thread: its own hold must not refuse its desktops.
 building: contextvars.ContextVar[int | None] = contextvars.ContextVar("booking_building", default=None)
 
 
+def group_tenant_ids(user) -> frozenset[int]:
+    """The tenants in which ``user`` books for groups: a ``GroupBooker`` row (granted per tenant by a platform
+    admin in the admin) for a tenant they are still a member of. The global ``bookings.book_for_group``
+    permission alone grants nothing: it would apply in every tenant the person belongs to."""
+    mine = roles_of(user).tenant_ids
+    if not mine:
+        return frozenset()
+    return frozenset(GroupBooker.objects.filter(user=user, tenant_id__in=mine).values_list("tenant_id", flat=True))
+
+
 def may_book_for_group(user, tenant_id: int) -> bool:
-    """Platform admins, and the tenant's members who hold the "book for a group" permission (teachers,
-    project leads: a platform admin grants it in the admin)."""
-    if is_platform_admin(user):
-        return True
-    return tenant_id in roles_of(user).tenant_ids and user.has_perm(GROUP_PERMISSION)
+    """Platform admins, and those granted "books for groups" in this tenant (teachers, project leads)."""
+    return is_platform_admin(user) or tenant_id in group_tenant_ids(user)
 
 
 def _tenant_for(actor, tenant_id: int | None) -> Tenant:
@@ -141,7 +156,9 @@ def book(
     with transaction.atomic():
         # The tenant's quota row first, then the calendar: the order on-demand requests take them in
         # (``hold_capacity``), so a booking and a request of one tenant never wait for each other in a circle.
-        quota = Quota.objects.select_for_update().get(tenant=tenant)
+        quota = Quota.objects.select_for_update().filter(tenant=tenant).first()
+        if quota is None:  # as the request service answers it
+            raise NotAllowed(f"{tenant.name} has no quota yet: a platform admin sets one before it can have desktops.")
         # Bookings queue here, one at a time. The row is made by the migration (made here only if it went
         # missing: then the first race is serialised by its unique index instead).
         if not list(CalendarLock.objects.select_for_update().filter(name="fleet").values_list("pk", flat=True)):
@@ -230,9 +247,29 @@ def hold_capacity(*, template, tenant_id: int, hours: int, now=None) -> None:
         future.occurrences = own
         if before.fits and not w.fits:  # a window that no longer fits anyway is not held against others
             frees = max(x.end for x in holds if x.start < until)
+            details = {"resource": "booked", "frees_at": frees.isoformat()}
+            if o.booking.tenant_id == tenant_id:  # another tenant's booking is not named to this requester
+                what = (
+                    f"booked from {timezone.localtime(o.start):%a %d %b %H:%M} to "
+                    f"{timezone.localtime(o.end):%H:%M} ({o.booking})"
+                )
+                details["booking"] = o.booking_id
+            else:
+                what = "booked for a class or project"
             raise NoCapacity(
-                f"That capacity is booked from {timezone.localtime(o.start):%a %d %b %H:%M} to "
-                f"{timezone.localtime(o.end):%H:%M} ({o.booking}); a desktop for {hours} h would take it. "
+                f"That capacity is {what}; a desktop for {hours} h would take it. "
                 f"Ask for a shorter desktop, or after {timezone.localtime(frees):%a %d %b %H:%M} when it frees up.",
-                details={"resource": "booked", "frees_at": frees.isoformat(), "booking": o.booking_id},
+                details=details,
             )
+
+
+def refuse_extension(desktop) -> None:
+    """``lifecycle.EXTENSION_GUARDS``: a booked desktop ends with its window (``sweeps.hold_window_ends``
+    puts its expiry back every minute), so extending it is refused in words, not silently undone."""
+    link = BookedDesktop.objects.filter(desktop_id=desktop.pk).select_related("occurrence").first()
+    if link is not None:
+        end = timezone.localtime(link.occurrence.end).strftime("%Y-%m-%d %H:%M %Z")
+        raise InvalidTransition(
+            f"This desktop was booked for a window that ends at {end}: it ends with the window and cannot be "
+            "extended. Request a desktop of your own for more time."
+        )

@@ -43,7 +43,9 @@ def provision_due(now=None) -> dict:
             continue
         booking = occ.booking
         people = list(booking.people.order_by("username")) or [booking.owner]
-        hours = max(1, math.ceil((occ.end - now).total_seconds() / 3600))
+        # The window's own length (its end is pinned to occ.end below): asking from ``now`` (up to the
+        # lead time before the start) would ask a 24 h window for 25 h, over a 24 h quota or template cap.
+        hours = max(1, math.ceil((occ.end - occ.start).total_seconds() / 3600))
         problems = []
         token = services.building.set(occ.pk)
         try:

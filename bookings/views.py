@@ -26,12 +26,16 @@ from tenancy.roles import ACTORS, ADMINS, EVERYONE, OPERATORS, Role, roles_of
 SCOPES = {"mine": "My bookings", "tenant": "My tenant's bookings", "fleet": "The fleet's bookings"}
 
 
+WEEK_YEARS = range(2000, 2101)  # a week outside these is today's (0001-01-01 or 9999-12-31 would overflow)
+
+
 def _week(request) -> datetime:
     today = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
     try:
-        day = timezone.make_aware(datetime.strptime(request.GET.get("week", ""), "%Y-%m-%d"))
+        day = datetime.strptime(request.GET.get("week", ""), "%Y-%m-%d")
     except ValueError:
-        day = today
+        day = None
+    day = timezone.make_aware(day) if day is not None and day.year in WEEK_YEARS else today
     return day - timedelta(days=day.weekday())
 
 

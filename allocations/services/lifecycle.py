@@ -193,6 +193,12 @@ def release_desktop(desktop: Desktop, *, actor, end_reason: str = EndReason.RELE
     return desktop
 
 
+#: Rules of higher layers on extending a desktop: callables ``guard(desktop)`` that raise InvalidTransition,
+#: in words, when it may not be extended (bookings: a booked desktop ends with its window). Filled in their
+#: AppConfig.ready.
+EXTENSION_GUARDS: list = []
+
+
 def extend_desktop(desktop: Desktop, hours: int, *, actor) -> Desktop:
     """Push a running desktop's expiry back, within the tenant's longest-desktop limit and its monthly
     desktop-hours cap (``quotas.check_monthly_hours``)."""
@@ -204,6 +210,8 @@ def extend_desktop(desktop: Desktop, hours: int, *, actor) -> Desktop:
             raise InvalidTransition(f"Only a running desktop can be extended; this one is {locked.status}.")
         if locked.drain_reason:
             raise InvalidTransition(f"Its host is being drained ({locked.drain_reason}): it cannot be extended.")
+        for guard in EXTENSION_GUARDS:
+            guard(locked)
         # the quota row's lock (after the desktop's, as releases take them) serialises the tenant's requests
         # and extensions, so two cannot both take the last of the monthly desktop-hours
         quota = Quota.objects.select_for_update(of=("self",)).select_related("tenant").get(tenant=locked.tenant)

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from bookings.models import Booking, FeedToken
 from bookings.services import book
+from tenancy.models import Membership
 
 
 @pytest.fixture
@@ -134,3 +135,22 @@ def test_the_ical_feed_lists_each_window_for_its_person_only(client, booking, te
     other = FeedToken.objects.create(user=outsider).token
     assert _parse_ics(client.get(f"/bookings/feed/{other}.ics").content.decode()) == []
     assert client.get("/bookings/feed/not-a-token.ics").status_code == 404
+
+
+@pytest.mark.parametrize("week", ["0001-01-01", "9999-12-31", "1999-12-31", "2101-01-04"])
+def test_a_calendar_week_far_out_of_range_shows_this_week_not_an_overflow_500(client, tenant_member, week):
+    """Reproduction: /bookings/?week=0001-01-01 (or 9999-12-31) raised OverflowError (a 500)."""
+    client.force_login(tenant_member)
+    page = client.get(f"/bookings/?week={week}")
+    assert page.status_code == 200
+    monday = timezone.localdate() - timedelta(days=timezone.localdate().weekday())
+    assert f"week={monday + timedelta(days=7):%Y-%m-%d}" in page.content.decode()
+
+
+def test_the_ical_feed_drops_a_tenants_bookings_once_the_person_left_it(client, booking, tenant_member):
+    """Reproduction: after the person's membership of the tenant was removed, their feed URL still listed
+    that tenant's booked windows."""
+    token = FeedToken.objects.create(user=tenant_member).token
+    assert len(_parse_ics(client.get(f"/bookings/feed/{token}.ics").content.decode())) == 3
+    Membership.objects.filter(user=tenant_member, tenant=booking.tenant).delete()
+    assert _parse_ics(client.get(f"/bookings/feed/{token}.ics").content.decode()) == []

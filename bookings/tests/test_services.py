@@ -9,11 +9,13 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.utils import timezone
 
-from allocations.exceptions import NoCapacity, QuotaExceeded
-from allocations.models import Desktop
+from allocations.exceptions import NoCapacity, NotAllowed, QuotaExceeded
+from allocations.models import Desktop, Quota
 from allocations.services.request import request_desktop
 from allocations.tests.factories import make_membership, make_user
-from bookings.services import book
+from bookings.access import managed_tenant_ids
+from bookings.models import GroupBooker
+from bookings.services import book, cancel_booking
 from bookings.tests.conftest import NOW, at
 from core.errors import Forbidden, NotFound
 from tenancy.roles import Role
@@ -68,13 +70,12 @@ def test_a_member_books_only_one_desktop_for_themselves(board, tenant, tenant_me
         book(actor=tenant_member, template_id=template.pk, start=at(2, 10), end=at(2, 11), people=[bob.pk], now=NOW)
 
 
-def test_a_manager_with_the_permission_books_for_a_group(lab, board, tenant, tenant_member):
+def test_a_manager_granted_group_booking_in_the_tenant_books_for_a_group(lab, board, tenant, tenant_member):
     _, template = board
     lab("lab-b=A40x1")
     bob = make_user("bob")
     make_membership(bob, Role.TENANT_MEMBER, tenant)
-    tenant_member.user_permissions.add(Permission.objects.get(codename="book_for_group"))
-    tenant_member = type(tenant_member).objects.get(pk=tenant_member.pk)
+    GroupBooker.objects.create(user=tenant_member, tenant=tenant)
     booking = book(
         actor=tenant_member,
         template_id=template.pk,
@@ -104,3 +105,81 @@ def test_an_on_demand_request_that_would_take_booked_capacity_is_refused_with_wh
     assert "That capacity is booked from" in exc.value.message
     assert exc.value.details["frees_at"] == (start + timedelta(hours=2)).isoformat()
     assert request_desktop(actor=tenant_member, template_id=template.pk, duration_hours=1).pk  # ends before it
+
+
+def test_booking_for_a_tenant_without_a_quota_row_is_not_allowed_not_a_500(board, tenant, tenant_member):
+    """Reproduction: with the tenant's Quota row deleted, book() raised Quota.DoesNotExist (a 500)."""
+    _, template = board
+    Quota.objects.filter(tenant=tenant).delete()
+    with pytest.raises(NotAllowed, match="has no quota yet"):
+        book(actor=tenant_member, template_id=template.pk, start=at(2, 10), end=at(2, 11), now=NOW)
+
+
+def test_a_409_to_another_tenants_requester_does_not_name_the_booking(
+    board, tenant, tenant_member, other_tenant, outsider
+):
+    """Reproduction: an on-demand request by a member of another tenant was refused with the booking's title
+    and id (details.booking) of a tenant not theirs."""
+    _, template = board
+    template.allowed_tenants.add(other_tenant)
+    other_tenant.quota.max_desktops = 10
+    other_tenant.quota.max_framebuffer_mib = 10**7
+    other_tenant.quota.max_desktop_hours = 24
+    other_tenant.quota.save()
+    start = timezone.now().replace(microsecond=0) + timedelta(hours=2)
+    book(actor=tenant_member, template_id=template.pk, start=start, end=start + timedelta(hours=2), title="Secret lab")
+    with pytest.raises(NoCapacity) as exc:
+        request_desktop(actor=outsider, template_id=template.pk, duration_hours=3)
+    assert "booked for a class or project" in exc.value.message
+    assert "Secret lab" not in exc.value.message
+    assert "booking" not in exc.value.details
+    assert exc.value.details["frees_at"] == (start + timedelta(hours=2)).isoformat()
+    with pytest.raises(NoCapacity) as own:
+        request_desktop(actor=tenant_member, template_id=template.pk, duration_hours=3)
+    assert "Secret lab" in own.value.message and "booking" in own.value.details
+
+
+def test_group_booking_granted_in_tenant_a_does_not_apply_in_tenant_b(lab, board, tenant, other_tenant):
+    """Reproduction: the global bookings.book_for_group permission let a teacher of tenant A, a plain member
+    of tenant B, book for B's people and cancel B's bookings."""
+    _, template = board
+    lab("lab-b=A40x1")
+    template.allowed_tenants.add(other_tenant)
+    other_tenant.quota.max_desktops = 10
+    other_tenant.quota.max_framebuffer_mib = 10**7
+    other_tenant.quota.max_desktop_hours = 24
+    other_tenant.quota.save()
+    teacher, bob, carol = make_user("teacher"), make_user("bob"), make_user("carol")
+    make_membership(teacher, Role.TENANT_MEMBER, tenant)
+    make_membership(teacher, Role.TENANT_MEMBER, other_tenant)
+    make_membership(bob, Role.TENANT_MEMBER, other_tenant)
+    make_membership(carol, Role.TENANT_MEMBER, other_tenant)
+    teacher.user_permissions.add(Permission.objects.get(codename="book_for_group"))  # alone: not enough
+    teacher = type(teacher).objects.get(pk=teacher.pk)
+    with pytest.raises(Forbidden):
+        book(
+            actor=teacher,
+            template_id=template.pk,
+            start=at(2, 10),
+            end=at(2, 11),
+            people=[bob.pk],
+            tenant_id=other_tenant.pk,
+            now=NOW,
+        )
+    GroupBooker.objects.create(user=teacher, tenant=tenant)
+    with pytest.raises(Forbidden):
+        book(
+            actor=teacher,
+            template_id=template.pk,
+            start=at(2, 10),
+            end=at(2, 11),
+            people=[bob.pk],
+            tenant_id=other_tenant.pk,
+            now=NOW,
+        )
+    theirs = book(actor=carol, template_id=template.pk, start=at(2, 12), end=at(2, 13), now=NOW)
+    with pytest.raises(Forbidden):
+        cancel_booking(theirs, actor=teacher)
+    assert managed_tenant_ids(teacher) == {tenant.pk}
+    GroupBooker.objects.create(user=teacher, tenant=other_tenant)
+    assert cancel_booking(theirs, actor=teacher).state == "cancelled"
