@@ -18,6 +18,7 @@ kept under ``test-artifacts/`` at the repository root.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import signal
@@ -210,13 +211,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def asgi_server(server_env, static_root):
-    """Daphne serving portal.asgi:application on 127.0.0.1; yields its base URL (no trailing slash)."""
-    port = _free_port()
-    env = {**server_env, "STATIC_ROOT": str(static_root)}
-    argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "--access-log", "-"]
-    server = Process([*argv, "portal.asgi:application"], env=env, log=ARTIFACTS / "daphne.log")
+@contextlib.contextmanager
+def daphne_serving(env: dict, log: Path, *, port: int | None = None, args=()):
+    """Daphne serving portal.asgi:application on 127.0.0.1 with ``env`` until the block ends; yields its
+    base URL (no trailing slash) once /healthz answers, or fails the test with the server's output."""
+    port = port or _free_port()
+    argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), *args]
+    server = Process([*argv, "portal.asgi:application"], env=env, log=log)
     base_url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     try:
@@ -235,6 +236,14 @@ def asgi_server(server_env, static_root):
         yield base_url
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def asgi_server(server_env, static_root):
+    """Daphne serving portal.asgi:application on 127.0.0.1; yields its base URL (no trailing slash)."""
+    env = {**server_env, "STATIC_ROOT": str(static_root)}
+    with daphne_serving(env, ARTIFACTS / "daphne.log", args=("--access-log", "-")) as base_url:
+        yield base_url
 
 
 class ConsoleRelay:

@@ -6,16 +6,11 @@ The session's shared server has no mail server, so this module starts its own Da
 
 from __future__ import annotations
 
-import sys
-import time
-import urllib.error
-import urllib.request
-
 import pytest
 
 from allocations.tests.factories import make_user
 from core.tests.mailserver import SMTPServer
-from portal.tests.browser.conftest import ARTIFACTS, Process, _free_port
+from portal.tests.browser.conftest import ARTIFACTS, _free_port, daphne_serving
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -41,25 +36,8 @@ def mailing_server(server_env, static_root, smtp):
         "EMAIL_PORT": str(smtp.port),
         "PORTAL_PUBLIC_URL": base_url,
     }
-    argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "portal.asgi:application"]
-    server = Process(argv, env=env, log=ARTIFACTS / "daphne-password-reset.log")
-    deadline = time.monotonic() + 60
-    try:
-        while True:
-            if server.proc.poll() is not None:
-                pytest.fail(f"daphne exited {server.proc.returncode}:\n{server.output()[-4000:]}", pytrace=False)
-            try:
-                with urllib.request.urlopen(f"{base_url}/healthz", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"daphne did not answer /healthz in 60 s:\n{server.output()[-4000:]}", pytrace=False)
-            time.sleep(0.2)
-        yield base_url
-    finally:
-        server.stop()
+    with daphne_serving(env, ARTIFACTS / "daphne-password-reset.log", port=port) as served:
+        yield served
 
 
 def test_a_person_resets_a_forgotten_password_through_the_mail(mailing_server, smtp, page, login, screenshot):
