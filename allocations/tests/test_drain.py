@@ -13,13 +13,13 @@ from django.utils import timezone
 
 from allocations import tasks
 from allocations.choices import DesktopStatus, EndReason
-from allocations.consumers import LiveConsumer
 from allocations.exceptions import InvalidTransition
 from allocations.models import Desktop
 from allocations.services import lifecycle
 from allocations.services.drain import drain_host
 from allocations.services.request import request_desktop
 from allocations.tests.factories import make_template
+from allocations.tests.live import frames, live_socket
 from audit.models import AuditEvent
 from consoles.consumers import ConsoleConsumer
 from consoles.models import ConsoleSession
@@ -43,22 +43,6 @@ REASON = "BIOS update"
 
 def verbs(desktop):
     return list(AuditEvent.objects.about(desktop).order_by("seq").values_list("verb", flat=True))
-
-
-async def live_socket(user):
-    communicator = WebsocketCommunicator(LiveConsumer.as_asgi(), "/ws/live/")
-    communicator.scope["user"] = user
-    connected, _ = await communicator.connect()
-    assert connected
-    await communicator.receive_json_from()  # hello
-    return communicator
-
-
-async def frames(communicator, timeout=0.3):
-    out = []
-    while not await communicator.receive_nothing(timeout=timeout):
-        out.append(await communicator.receive_json_from())
-    return out
 
 
 @pytest.mark.django_db(transaction=True)

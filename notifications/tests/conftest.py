@@ -6,11 +6,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from channels.testing import WebsocketCommunicator
 from django.utils import timezone
 
 from allocations.choices import DesktopStatus
-from allocations.consumers import LiveConsumer
 from allocations.models import Desktop
 from allocations.tests.factories import make_membership, make_template, make_user
 from core.tests.mailserver import SMTPServer
@@ -92,19 +90,3 @@ def make_desktop(tenant, host):
         return Desktop.objects.create(**values)
 
     return make
-
-
-async def live_socket(user):
-    communicator = WebsocketCommunicator(LiveConsumer.as_asgi(), "/ws/live/")
-    communicator.scope["user"] = user
-    connected, _ = await communicator.connect()
-    assert connected
-    await communicator.receive_json_from()  # hello
-    return communicator
-
-
-async def frames(communicator, timeout=0.3):
-    out = []
-    while not await communicator.receive_nothing(timeout=timeout):
-        out.append(await communicator.receive_json_from())
-    return out

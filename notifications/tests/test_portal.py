@@ -8,10 +8,10 @@ from channels.db import database_sync_to_async as sync_to_async
 
 from allocations.choices import DesktopStatus
 from allocations.services import lifecycle
+from allocations.tests.live import frames, live_socket
 from notifications import services
 from notifications.models import Delivery, Notification, NotificationKind
 from notifications.preferences import set_preferences
-from notifications.tests.conftest import frames, live_socket
 
 
 def fail(desktop, reason="its host is offline"):
