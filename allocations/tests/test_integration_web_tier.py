@@ -23,6 +23,7 @@ from allocations.models import Desktop
 from allocations.tests.brokers import free_port
 from allocations.tests.factories import make_template
 from allocations.tests.test_integration_worker import PortalProcess
+from core.tests.http import wait_for_healthz
 from inventory.models import VGPUProfile
 from inventory.tests.factories import make_gpu, make_host
 from tenancy.tokens import issue_token
@@ -61,17 +62,9 @@ def two_daphnes(tmp_path):
             }
             servers.append((f"http://127.0.0.1:{port}", PortalProcess(argv, tmp_path / f"daphne-{k}.log", url, **env)))
         for base, server in servers:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    with urllib.request.urlopen(f"{base}/healthz", timeout=2) as response:
-                        if response.status == 200:
-                            break
-                except OSError:
-                    pass
-                if server.proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"daphne did not start:\n{server.log.read_text()[-3000:]}")
-                time.sleep(0.2)
+            wait_for_healthz(
+                base, exited=lambda server=server: server.proc.poll() is not None, output=server.log.read_text
+            )
         yield [base for base, _ in servers]
     finally:
         for _, server in servers:

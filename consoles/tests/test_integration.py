@@ -16,6 +16,7 @@ from django.db import connection
 from consoles.grants import sign_grant
 from consoles.relay import open_relay
 from consoles.tests.conftest import RELAY_KEY, RFB_VERSION, free_port, start_relay
+from core.tests.http import wait_for_healthz
 from inventory.drivers.base import DomainSpec
 from inventory.services.connect import driver_for
 from inventory.tests.test_vm_lab import vm_host  # noqa: F401 (a fixture: a VM-lab host, or skipped)
@@ -50,18 +51,8 @@ def daphne(tmp_path):
     argv = [str(ROOT / ".venv/bin/daphne"), "-b", "127.0.0.1", "-p", str(port), "-v", "2", "--access-log", "-"]
     server = Process([*argv, "portal.asgi:application"], env=env, log=ARTIFACTS / "daphne-console.log")
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
     try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/healthz", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if server.proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"daphne did not start:\n{server.output()[-3000:]}")
-            time.sleep(0.2)
+        wait_for_healthz(base, exited=lambda: server.proc.poll() is not None, output=server.output)
         yield base, server
     finally:
         server.stop()

@@ -26,8 +26,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -38,6 +36,7 @@ import redis
 from django.conf import global_settings, settings
 from django.db import connection, connections
 
+from core.tests.http import wait_for_healthz
 from portal.settings import redis_channel_layer
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -219,20 +218,8 @@ def daphne_serving(env: dict, log: Path, *, port: int | None = None, args=()):
     argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), *args]
     server = Process([*argv, "portal.asgi:application"], env=env, log=log)
     base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
     try:
-        while True:
-            if server.proc.poll() is not None:
-                pytest.fail(f"daphne exited {server.proc.returncode}:\n{server.output()[-4000:]}", pytrace=False)
-            try:
-                with urllib.request.urlopen(f"{base_url}/healthz", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"daphne did not answer /healthz in 60 s:\n{server.output()[-4000:]}", pytrace=False)
-            time.sleep(0.2)
+        wait_for_healthz(base_url, exited=lambda: server.proc.poll() is not None, output=server.output)
         yield base_url
     finally:
         server.stop()
