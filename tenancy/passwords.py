@@ -26,11 +26,10 @@ from django.utils import timezone
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
-from audit import services as audit
 from audit.models import AuditEvent
 from core.errors import PortalError
 from tenancy import sessions
-from tenancy.signin import client_address
+from tenancy.signin import client_address, record_account_event
 
 log = logging.getLogger(__name__)
 
@@ -80,15 +79,7 @@ def _send(user) -> None:
 
 
 def _audit_request(user, address: str | None, outcome: str) -> None:
-    with transaction.atomic():
-        audit.record(
-            REQUESTED,
-            actor=None,
-            object_type="auth.user",
-            object_id=user.pk if user is not None else "",
-            object_repr=user.get_username() if user is not None else "(no such account)",
-            after={"address": address or "", "outcome": outcome},
-        )
+    record_account_event(REQUESTED, actor=None, user=user, after={"address": address or "", "outcome": outcome})
 
 
 def request_reset(email: str, *, request) -> None:
@@ -124,13 +115,6 @@ def password_set(user, *, verb: str, keep_session: str | None = None) -> int:
     their consoles and other live sockets close; audited as ``verb``. Returns the sessions ended."""
     with transaction.atomic():
         ended = sessions.end_sessions(user, keep=keep_session)
-        audit.record(
-            verb,
-            actor=user,
-            object_type="auth.user",
-            object_id=user.pk,
-            object_repr=user.get_username(),
-            after={"other_sessions_ended": ended},
-        )
+        record_account_event(verb, actor=user, user=user, after={"other_sessions_ended": ended})
         sessions.close_connections(user.pk, "Your password was changed.")
     return ended

@@ -25,8 +25,8 @@ from django.contrib.sessions.models import Session
 from django.db import transaction
 from django.utils import timezone
 
-from audit import services as audit
 from core import live
+from tenancy.signin import record_account_event
 
 #: Session keys holding the epoch seconds of the sign-in and of the last request seen.
 SIGNED_IN_AT = "portal_signed_in_at"
@@ -72,14 +72,7 @@ def sign_out_everywhere(user, *, actor) -> int:
     audited as ``auth.signed_out_everywhere``. API tokens keep working. Returns the sessions ended."""
     with transaction.atomic():
         ended = end_sessions(user)
-        audit.record(
-            "auth.signed_out_everywhere",
-            actor=actor,
-            object_type="auth.user",
-            object_id=user.pk,
-            object_repr=user.get_username(),
-            after={"sessions_ended": ended},
-        )
+        record_account_event("auth.signed_out_everywhere", actor=actor, user=user, after={"sessions_ended": ended})
         close_connections(user.pk, "You signed out everywhere.")
     return ended
 
@@ -98,14 +91,7 @@ def expired(session, now: int) -> bool:
 
 
 def _record_expiry(user) -> None:
-    with transaction.atomic():
-        audit.record(
-            "auth.session_expired",
-            actor=user,
-            object_type="auth.user",
-            object_id=user.pk,
-            object_repr=user.get_username(),
-        )
+    record_account_event("auth.session_expired", actor=user, user=user)
 
 
 class SessionExpiryMiddleware:

@@ -104,7 +104,9 @@ def _known_user(username):
     return User.objects.filter(**{User.USERNAME_FIELD: username}).first()
 
 
-def _record(verb: str, *, actor, user, after: dict) -> None:
+def record_account_event(verb: str, *, actor, user, after: dict | None = None) -> None:
+    """An audit event about a person's account (``auth.*``): a sign-in, a reset, a session ended; ``user``
+    None for an account that does not exist. Inside the caller's transaction when there is one."""
     with transaction.atomic():
         audit.record(
             verb,
@@ -121,7 +123,7 @@ def _path(request) -> str:
 
 
 def record_signed_in(sender, request, user, **kwargs):
-    _record("auth.signed_in", actor=user, user=user, after={"path": _path(request)})
+    record_account_event("auth.signed_in", actor=user, user=user, after={"path": _path(request)})
 
 
 def record_sign_in_failed(sender, credentials, request=None, **kwargs):
@@ -131,7 +133,7 @@ def record_sign_in_failed(sender, credentials, request=None, **kwargs):
     if getattr(request, "axes_locked_out", False) and getattr(request, "axes_failures_since_start", None) is None:
         return
     user = _known_user(credentials.get(get_user_model().USERNAME_FIELD) or credentials.get("username"))
-    _record("auth.sign_in_failed", actor=None, user=user, after={"path": _path(request)})
+    record_account_event("auth.sign_in_failed", actor=None, user=user, after={"path": _path(request)})
 
 
 def record_locked_out(sender, request, username, ip_address, **kwargs):
@@ -139,7 +141,7 @@ def record_locked_out(sender, request, username, ip_address, **kwargs):
     if failures is None:
         return  # refused again while locked out: recorded when the lockout began
     user = _known_user(username)
-    _record(
+    record_account_event(
         "auth.locked_out",
         actor=None,
         user=user,
