@@ -4,6 +4,8 @@ errors that say a retry can help. Permanent failures undo what was built and fre
 
 from __future__ import annotations
 
+import functools
+
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.utils.log import get_task_logger
@@ -185,6 +187,25 @@ def reboot(self, desktop_id: int) -> str | None:
     return "rebooted"
 
 
+#: What ``_on_host`` answers when the host's part failed (and the desktop was told why).
+FAILED = object()
+
+
+def _on_host(task, work, fail, *, doing: str, refused: str):
+    """The host's part of a suspend or resume: ``work()``'s answer. A driver error that a retry can help
+    retries ``task`` while it has retries left; the time limit or a refusal calls ``fail`` with the reason in
+    words (the driver's own text as ``detail``) and answers FAILED."""
+    try:
+        return work()
+    except SoftTimeLimitExceeded:
+        fail(failure=f"{doing} took longer than {SUSPEND_TIME_LIMIT} s")
+    except DriverError as exc:
+        if exc.retryable and task.request.retries < task.max_retries:
+            raise task.retry(exc=exc, countdown=_backoff(task.request.retries)) from exc
+        fail(failure=refused, detail=str(exc))
+    return FAILED
+
+
 @shared_task(
     bind=True, acks_late=True, max_retries=3, soft_time_limit=SUSPEND_TIME_LIMIT, time_limit=SUSPEND_TIME_LIMIT + 30
 )
@@ -195,15 +216,11 @@ def suspend_desktop(self, desktop_id: int) -> str | None:
     desktop = _load(desktop_id)
     if desktop is None or desktop.status != DesktopStatus.SUSPENDED or desktop.suspended_at is not None:
         return None
-    try:
-        hosting.save_desktop(desktop)
-    except SoftTimeLimitExceeded:
-        suspend.suspend_failed(desktop.pk, failure=f"saving took longer than {SUSPEND_TIME_LIMIT} s")
-        return "failed"
-    except DriverError as exc:
-        if exc.retryable and self.request.retries < self.max_retries:
-            raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
-        suspend.suspend_failed(desktop.pk, failure="the host could not save it", detail=str(exc))
+    fail = functools.partial(suspend.suspend_failed, desktop.pk)
+    saved = _on_host(
+        self, lambda: hosting.save_desktop(desktop), fail, doing="saving", refused="the host could not save it"
+    )
+    if saved is FAILED:
         return "failed"
     suspend.mark_saved(desktop.pk)
     return "suspended"
@@ -218,15 +235,11 @@ def resume_desktop(self, desktop_id: int) -> str | None:
     desktop = _load(desktop_id)
     if desktop is None or desktop.status != DesktopStatus.SUSPENDED:
         return None
-    try:
-        info = hosting.restore_desktop(desktop)
-    except SoftTimeLimitExceeded:
-        suspend.resume_failed(desktop.pk, failure=f"restoring took longer than {SUSPEND_TIME_LIMIT} s")
-        return "failed"
-    except DriverError as exc:
-        if exc.retryable and self.request.retries < self.max_retries:
-            raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
-        suspend.resume_failed(desktop.pk, failure="the host could not restore it", detail=str(exc))
+    fail = functools.partial(suspend.resume_failed, desktop.pk)
+    info = _on_host(
+        self, lambda: hosting.restore_desktop(desktop), fail, doing="restoring", refused="the host could not restore it"
+    )
+    if info is FAILED:
         return "failed"
     return "running" if suspend.finish_resume(desktop.pk, vnc_port=info.vnc_port) else None
 

@@ -328,3 +328,27 @@ def test_an_admin_sets_a_templates_idle_rules_on_its_form(client, catalog, platf
     assert "after 45 min with the GPU below 10 % SM and no console input: warned, then released" in page
     refused = client.post(reverse("template-edit", args=[template.pk]), {**FORM, "idle_limit_minutes": "2"})
     assert refused.status_code == 200 and DesktopTemplate.objects.get(pk=template.pk).idle_limit_minutes == 45
+
+
+def test_a_save_the_host_refuses_leaves_the_desktop_running_and_says_why(running, run_tasks, monkeypatch):
+    """The failure half of suspend_desktop: a driver error no retry can help puts it back to running,
+    audited as desktop.suspend_failed, the reason in words and the driver's own text kept for admins."""
+    from allocations.services import hosting
+    from inventory.drivers.base import DriverError
+
+    def refuse(desktop):
+        raise DriverError("managed save refused", retryable=False, detail="libvirt: operation failed")
+
+    monkeypatch.setattr(hosting, "save_desktop", refuse)
+    idle_minutes(running, 60 + 15)
+    idle.sweep_idle(now=minutes(60))
+    with run_tasks():
+        assert idle.sweep_idle(now=minutes(60) + GRACE)["suspended"] == 1
+
+    desktop = fresh(running)
+    assert desktop.status == DesktopStatus.RUNNING and desktop.suspended_at is None
+    assert desktop.status_reason == "it could not be suspended: the host could not save it"
+    failed = AuditEvent.objects.filter(verb="desktop.suspend_failed", object_id=str(running.pk)).get()
+    assert failed.after["detail"] == str(
+        DriverError("managed save refused", retryable=False, detail="libvirt: operation failed")
+    )
