@@ -4,13 +4,13 @@ Celery app at another broker."""
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 
 import kombu.pools
 import redis
 
+from core.tests.http import free_port
 from portal.celery import app
 
 
@@ -20,12 +20,6 @@ def use_broker(url: str) -> None:
     app._pool = None
     app.amqp._producer_pool = None
     kombu.pools.reset()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class PrivateRedis:

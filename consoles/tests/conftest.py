@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import socketserver
 import subprocess
 import sys
@@ -18,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from core.tests.http import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 RELAY_KEY = "console-tests-relay-key"
 SERVED_HOSTS = ("lab-a40", "lab-a16")
@@ -25,12 +26,6 @@ SERVED_HOSTS = ("lab-a40", "lab-a16")
 GUEST_DOMAIN = "console-guest"
 DEAD_DOMAIN = "console-dead"
 RFB_VERSION = b"RFB 003.008\n"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class _Guest(socketserver.BaseRequestHandler):

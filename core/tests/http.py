@@ -1,13 +1,21 @@
-"""Waiting for a server process the tests started (Daphne) to answer /healthz."""
+"""Servers the tests start: a free port on loopback for one, and waiting for it (Daphne) to answer /healthz."""
 
 from __future__ import annotations
 
+import socket
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 
 import pytest
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def wait_for_healthz(base_url: str, *, exited: Callable[[], bool], output: Callable[[], str], seconds: float = 60):

@@ -6,17 +6,12 @@ from __future__ import annotations
 
 import email
 import email.policy
-import socket
 import threading
 from email.message import EmailMessage
 
 from aiosmtpd.controller import Controller
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from core.tests.http import free_port
 
 
 class _Collect:
@@ -38,7 +33,7 @@ class SMTPServer:
 
     def __init__(self, port: int | None = None):
         self.host = "127.0.0.1"
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.inbox: list[EmailMessage] = []
         self._arrived = threading.Condition()
         self._controller: Controller | None = None

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from core.tests.http import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 SLAPD = Path("/usr/sbin/slapd")
 SCHEMA_DIR = Path("/etc/ldap/schema")
@@ -44,12 +46,6 @@ def require(problem: str) -> None:
         if os.environ.get("PORTAL_REQUIRE_VM_LAB") == "1":
             pytest.fail(f"PORTAL_REQUIRE_VM_LAB=1 but {problem}", pytrace=False)
         pytest.skip(problem)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _stop_group(proc: subprocess.Popen, timeout: float = 10) -> None:

@@ -22,7 +22,6 @@ import contextlib
 import importlib.util
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -36,7 +35,7 @@ import redis
 from django.conf import global_settings, settings
 from django.db import connection, connections
 
-from core.tests.http import wait_for_healthz
+from core.tests.http import free_port, wait_for_healthz
 from portal.settings import redis_channel_layer
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -180,7 +179,7 @@ def server_env(browser_requirements, django_db_setup):
         DEBUG="0",
         PORTAL_HTTPS="0",
         PORTAL_DOMAIN_TYPE="qemu",  # lab guests are TCG
-        PORTAL_CONSOLE_RELAY=f"127.0.0.1:{_free_port()}",  # where ``console_relay`` listens, when a test starts it
+        PORTAL_CONSOLE_RELAY=f"127.0.0.1:{free_port()}",  # where ``console_relay`` listens, when a test starts it
         PYTHONUNBUFFERED="1",
     )
     return env
@@ -204,17 +203,11 @@ def static_root(server_env, tmp_path_factory):
     return root
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def daphne_serving(env: dict, log: Path, *, port: int | None = None, args=()):
     """Daphne serving portal.asgi:application on 127.0.0.1 with ``env`` until the block ends; yields its
     base URL (no trailing slash) once /healthz answers, or fails the test with the server's output."""
-    port = port or _free_port()
+    port = port or free_port()
     argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), *args]
     server = Process([*argv, "portal.asgi:application"], env=env, log=log)
     base_url = f"http://127.0.0.1:{port}"

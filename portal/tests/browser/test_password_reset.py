@@ -10,7 +10,7 @@ import pytest
 
 from allocations.tests.factories import make_user
 from core.tests.mailserver import SMTPServer
-from portal.tests.browser.conftest import ARTIFACTS, _free_port, daphne_serving
+from portal.tests.browser.conftest import ARTIFACTS, daphne_serving, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -26,7 +26,7 @@ def smtp():
 @pytest.fixture(scope="module")
 def mailing_server(server_env, static_root, smtp):
     """Daphne like ``asgi_server``, with mail going to ``smtp`` and its public address set."""
-    port = _free_port()
+    port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     env = {
         **server_env,
