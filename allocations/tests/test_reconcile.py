@@ -6,6 +6,7 @@ own deployment and host, and never a domain whose desktop still holds capacity a
 import hashlib
 import hmac
 import os
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -46,7 +47,9 @@ def plant(driver, name: str, **metadata) -> None:
     driver.define_domain(
         DomainSpec(
             name=name,
-            uuid=f"6f1c1d6e-0000-4000-8000-{sum(map(ord, name)):012d}",
+            # one UUID per name: a sum of the name's characters gave "desktop-765" and "desktop-990" the same
+            # one, and defining the second failed whenever a test's desktop happened to be number 765
+            uuid=str(uuid.uuid5(uuid.NAMESPACE_URL, f"portal-test-domain:{name}")),
             vcpus=1,
             memory_mib=512,
             disk_image="/x.qcow2",
